@@ -11,7 +11,6 @@ transforms and secret sharing work on the same objects; :meth:`ArraySplit.tensor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -110,5 +109,3 @@ class SplitDataset:
     def summary(self) -> str:
         sizes = "/".join(str(len(s)) for s in (self.train, self.val, self.test))
         return f"{self.info.name} ({self.info.source}, {sizes} train/val/test, from {self.info.origin})"
-
-

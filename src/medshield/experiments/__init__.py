@@ -1,0 +1,7 @@
+"""Experiments: one module per system; each returns a results object."""
+
+from medshield.experiments import foundation as _foundation  # noqa: F401  (registers)
+from medshield.experiments.base import BENCHES, DEMO_SECTIONS, EXPERIMENTS, PLANNED, RunOptions
+from medshield.experiments.demo import run_demo
+
+__all__ = ["BENCHES", "DEMO_SECTIONS", "EXPERIMENTS", "PLANNED", "RunOptions", "run_demo"]

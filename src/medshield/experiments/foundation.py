@@ -84,7 +84,7 @@ def _row(task: str, run: dict[str, Any]) -> dict[str, Any]:
         "epochs": run["epochs"],
         "accuracy": t["accuracy"],
         "f1 (macro)": t.get("f1_macro", t.get("f1")),
-        "auc": t.get("auc"),
+        "auc": t.get("roc_auc"),
         "train seconds": run["seconds"],
     }
 
@@ -94,11 +94,11 @@ def foundation_section(opts: RunOptions) -> ResultsFile:
     """LeNet-5 on MNIST and the MLP on breast cancer, with curves and confusion matrices."""
     fast = opts.mode == "fast"
     mnist = train_and_evaluate(
-        "mnist", "lenet5", opts, epochs=2 if fast else 8, batch_size=32 if fast else 64,
+        "mnist", "lenet5", opts, epochs=2 if fast else 5, batch_size=32 if fast else 64,
         lr=2e-3 if fast else 1e-3, max_train=1500 if fast else None,
     )
     cancer = train_and_evaluate(
-        "breast-cancer", "mlp", opts, epochs=3 if fast else 40, batch_size=32, lr=1e-3,
+        "breast-cancer", "mlp", opts, epochs=3 if fast else 30, batch_size=32, lr=1e-3,
         model_options={"in_features": 30},
     )
     res = ResultsFile(system="foundation",

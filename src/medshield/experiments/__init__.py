@@ -1,5 +1,7 @@
 """Experiments: one module per system; each returns a results object."""
 
+from medshield.benchmarks import fl as _fl_bench  # noqa: F401  (registers `bench fl`)
+from medshield.experiments import eicpp as _eicpp  # noqa: F401  (registers)
 from medshield.experiments import foundation as _foundation  # noqa: F401  (registers)
 from medshield.experiments.base import BENCHES, DEMO_SECTIONS, EXPERIMENTS, PLANNED, RunOptions
 from medshield.experiments.demo import run_demo

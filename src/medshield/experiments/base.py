@@ -70,10 +70,8 @@ PLANNED: dict[str, str] = {
     "robustness": "issue 3 (evasion attacks and robust medical imaging)",
     "pgsl": "issue 4 (split learning and PGSL)",
     "obfnet": "issue 5 (ObfNet)",
-    "eicpp": "issue 6 (EICPP hierarchical federated learning)",
     "pehealth": "issue 7 (PE-HEALTH secure inference)",
     "attacks": "issue 3 (evasion attacks)",
     "split": "issue 4 (split learning and PGSL)",
-    "fl": "issue 6 (EICPP hierarchical federated learning)",
     "secure": "issue 7 (PE-HEALTH secure inference)",
 }

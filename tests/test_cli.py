@@ -94,3 +94,24 @@ def test_report_rebuild_and_show(tmp_path: Path) -> None:
     shown = runner.invoke(app, ["show", str(tmp_path)])
     assert shown.exit_code == 0 and "1.5" in shown.output
     assert runner.invoke(app, ["report", str(tmp_path / "none")]).exit_code == 2
+
+
+def test_serve_refuses_missing_weights_key_or_half_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from medshield.models import LeNet5
+
+    monkeypatch.delenv("MEDSHIELD_API_KEY", raising=False)
+    missing = runner.invoke(app, ["serve", "--model", str(tmp_path / "none.pt")])
+    def said(result: object) -> str:
+        return " ".join(result.output.split())  # type: ignore[attr-defined]
+
+    assert missing.exit_code == 2 and "no such file" in said(missing)
+    weights = tmp_path / "lenet.pt"
+    torch.save(LeNet5().state_dict(), weights)
+    half = runner.invoke(app, ["serve", "--model", str(weights), "--ssl-certfile", str(weights)])
+    assert half.exit_code == 2 and "--ssl-keyfile" in said(half)
+    nokey = runner.invoke(app, ["serve", "--model", str(weights), "--port", "0"])
+    assert nokey.exit_code == 2 and "MEDSHIELD_API_KEY" in said(nokey)

@@ -260,5 +260,49 @@ def show(
     _fail(f"{results_dir}: neither results.json nor bench.json found")
 
 
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option("--model", help="state_dict (or checkpoint) of the model to serve.")],
+    model_name: Annotated[str, typer.Option(help="Registered model name of the weights.")] = "lenet5",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one, printed on start).")] = 8000,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate.")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="Private key of --ssl-certfile.")] = None,
+    max_batch: Annotated[int, typer.Option(help="Largest batch one request may carry.")] = 256,
+    threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
+) -> None:
+    """Serve the ObfNet coordinator's model over HTTP(S); clients need $MEDSHIELD_API_KEY."""
+    from medshield.runtime import num_threads
+    from medshield.serve.server import serve as run_server
+
+    if not model.is_file():
+        _fail(f"{model}: no such file; train one with `medshield reproduce obfnet` or "
+              "`medshield train` and pass its weights with --model")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        _fail("pass both --ssl-certfile and --ssl-keyfile, or neither")
+    num_threads(threads)
+    try:
+        run_server(host, port, model, None, model_name=model_name,
+                   ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                   ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None, max_batch=max_batch,
+                   ready=lambda url: console.print(f"listening on {url}"))
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _add_subcommands() -> None:
+    """Attach the party command groups (``medshield secure ...``) when their modules exist."""
+    import importlib.util
+
+    if importlib.util.find_spec("medshield.secure.cli") is None:  # pragma: no cover
+        return
+    from medshield.secure.cli import secure_app
+
+    app.add_typer(secure_app, name="secure")
+
+
+_add_subcommands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -130,3 +130,29 @@ def test_noise_needs_an_accountant_and_a_clip() -> None:
         EICPPCloud(cfg=FLConfig(update_clip=1.0), noise_multiplier=1.0)
     with pytest.raises(ValueError, match="clip"):
         FLConfig(noise_multiplier=1.0)
+
+
+def test_seeded_noise_warns_and_os_noise_is_fresh_each_run() -> None:
+    from medshield.secure import SecurityWarning
+
+    arrays = {"w": np.zeros(50, np.float32)}
+    zero = [{"w": np.zeros(50, np.float32)} for _ in range(2)]
+
+    def once(source: str) -> np.ndarray:
+        cfg = FLConfig(hospitals=2, update_clip=1.0, noise_multiplier=1.0, seed=5,
+                       noise_source=source)
+        s = EICPPCloud(cfg=cfg, noise_multiplier=1.0,
+                       accountant=HospitalAccountant(population=2, sample_size=2))
+        return scripted_round(s, arrays, zero, server_round=2)[0]["w"].numpy()
+
+    with pytest.warns(SecurityWarning, match="seed can remove the noise"):
+        once("seeded")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecurityWarning)
+        a, b = once("os"), once("os")
+    assert not np.array_equal(a, b)
+    assert a.std() == pytest.approx(1.0 / 2, rel=0.4)  # same scale as the seeded mode
+    with pytest.raises(ValueError, match="noise_source"):
+        FLConfig(noise_source="urandom")

@@ -7,7 +7,6 @@ builds on are tested quickly below (the app directory, the TCP device link).
 
 from __future__ import annotations
 
-import os
 import threading
 import tomllib
 from pathlib import Path
@@ -54,9 +53,7 @@ def test_hospital_with_device_processes_over_tcp_equals_simulation() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("MEDSHIELD_FL_SLOW") != "1",
-                    reason="starts a SuperLink, 2 SuperNodes and 4 device processes (1-4 min "
-                           "on 2 cores); set MEDSHIELD_FL_SLOW=1 to run it")
+@pytest.mark.timeout(480)
 def test_deployed_run_on_loopback_equals_inprocess(tmp_path: Path) -> None:
     from medshield.federated.deploy import launch_local
 

@@ -84,3 +84,19 @@ def test_split_turn_equals_plain_sgd_on_the_whole_model() -> None:
         assert torch.allclose(v, v2, atol=1e-6), k
     # traffic was counted by the channel: 5 forward + 5 grad + start + done
     assert a.stats.messages_sent == 6 and a.stats.messages_received == 6
+
+
+def test_device_noise_seed_stays_on_the_device_in_secure_mode() -> None:
+    import warnings
+
+    from medshield.federated.exchange import _device_noise_seed
+    from medshield.secure import SecurityWarning
+
+    start = {"seed": 7, "noise": 1.0, "noise_source": "seeded"}
+    with pytest.warns(SecurityWarning, match="hospital can remove it"):
+        assert _device_noise_seed(start) == 7 ^ 0x5DEECE66D  # what the hospital can compute
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecurityWarning)
+        seeds = {_device_noise_seed({**start, "noise_source": "os"}) for _ in range(4)}
+        assert len(seeds) == 4 and 7 ^ 0x5DEECE66D not in seeds
+        _device_noise_seed({**start, "noise": 0.0})  # no noise: nothing to warn about

@@ -12,9 +12,11 @@ Fault tolerance: hospitals whose reply carries an error (a crashed ClientApp) ar
 and the round is aggregated from the others as long as at least ``cfg.min_hospitals``
 replied; otherwise the model is kept and nothing is released (no privacy cost).
 
-Randomness (sampling, noise) is drawn from generators seeded by ``(seed, round)``, so a run
-resumed from a checkpoint repeats the uninterrupted run exactly. A production deployment
-should draw the noise from the OS (a seeded Gaussian is predictable).
+Sampling is drawn from generators seeded by ``(seed, round)``. The noise is too when
+``cfg.noise_source == "seeded"`` (a run resumed from a checkpoint then repeats the
+uninterrupted run exactly, and a :class:`~medshield.secure.SecurityWarning` says the noise is
+predictable from the seed); with ``"os"`` (secure mode, the deployment default) each
+round's noise generator is seeded from OS entropy.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ class EICPPCloud(FedAvg):
                 t += u
         noisy = self.noise_multiplier > 0
         if noisy:
-            rng = round_rng(self.cfg.seed, server_round, 2)
+            rng = self.cfg.noise_rng(server_round, 2)
             std = self.noise_multiplier * self.cfg.update_clip
             for t in total:
                 t += rng.normal(0.0, std, size=t.shape)

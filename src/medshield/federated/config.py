@@ -12,12 +12,19 @@ rebuild the same configuration.
 from __future__ import annotations
 
 import math
+import secrets
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["FLConfig", "SAMPLINGS", "PARTITIONS"]
+import numpy as np
+
+from medshield.secure.randomness import SecurityWarning
+
+__all__ = ["FLConfig", "SAMPLINGS", "PARTITIONS", "NOISE_SOURCES"]
 
 SAMPLINGS = ("fixed", "poisson")
+NOISE_SOURCES = ("seeded", "os")
 PARTITIONS = ("iid", "dirichlet")
 
 
@@ -73,7 +80,18 @@ class FLConfig:
         Fewest successful hospital replies with which a round is still aggregated (a
         crashed hospital does not lose the round if the others suffice).
     seed
-        Seed of every random choice (model init, partitions, sampling, shuffles, noise).
+        Seed of every random choice (model init, partitions, sampling, shuffles and, with
+        ``noise_source="seeded"``, the DP noise).
+    noise_source
+        Where the DP noise (cloud and device side) comes from. ``"seeded"`` (default for
+        experiments): generators seeded by ``(seed, round, ...)``, so runs are reproducible
+        and a resumed run equals an uninterrupted one, but anyone who knows the seed can
+        subtract the noise, and the (epsilon, delta) guarantee then holds only while the
+        seed stays secret; a :class:`~medshield.secure.SecurityWarning` says so whenever
+        noise is drawn this way. ``"os"`` (secure mode, the deployment default): every
+        round's generators are seeded from OS entropy (:func:`secrets.randbits`); runs are
+        no longer reproducible. Floating-point Gaussian sampling leaks in its low-order
+        bits (Mironov, CCS 2012); neither mode defends against that.
     """
 
     dataset: str = "breast-cancer"
@@ -102,6 +120,7 @@ class FLConfig:
     sampling: str = "fixed"
     min_hospitals: int = 1
     seed: int = 0
+    noise_source: str = "seeded"
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -116,6 +135,8 @@ class FLConfig:
              f"got {self.partition!r}")
         need(self.sampling in SAMPLINGS, f"sampling must be one of {SAMPLINGS}, "
              f"got {self.sampling!r}")
+        need(self.noise_source in NOISE_SOURCES, f"noise_source must be one of "
+             f"{NOISE_SOURCES}, got {self.noise_source!r}")
         need(0 < self.sample_rate <= 1, f"sample_rate must be in (0, 1], got {self.sample_rate}")
         need(0 < self.delta < 1, f"delta must be in (0, 1), got {self.delta}")
         need(self.activation_clip >= 0 and self.activation_noise >= 0,
@@ -135,6 +156,20 @@ class FLConfig:
              "update)")
 
     # ------------------------------------------------------------------ derived values
+    def noise_rng(self, *parts: int) -> np.random.Generator:
+        """The generator of one cloud DP-noise draw: seeded by ``(seed, *parts)``, or the OS.
+
+        Call it only when noise is drawn. With ``noise_source="seeded"`` it warns with
+        :class:`~medshield.secure.SecurityWarning` (a known seed reveals the noise).
+        """
+        if self.noise_source == "os":
+            return np.random.default_rng(secrets.randbits(128))
+        warnings.warn("DP noise drawn from a generator seeded by the run's seed "
+                      "(noise_source='seeded'): whoever knows the seed can remove the noise, "
+                      "so (epsilon, delta) holds only while the seed is secret; use "
+                      "noise_source='os' in deployment", SecurityWarning, stacklevel=2)
+        return np.random.default_rng([self.seed, *parts])
+
     @property
     def hidden_widths(self) -> tuple[int, ...] | None:
         """``hidden`` parsed into ints (``None`` when empty: the model's default)."""

@@ -281,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     loc.add_argument("--devices", type=int, default=2)
     loc.add_argument("--target-epsilon", type=float, default=float("inf"))
     loc.add_argument("--timeout", type=float, default=300.0)
+    loc.add_argument("--noise-source", default="os", choices=("os", "seeded"),
+                     help="DP noise from OS entropy (default) or from the seed (reproducible, "
+                     "insecure)")
     dev = sub.add_parser("device", help="one device process (started by `local`)")
     dev.add_argument("--config", type=Path, required=True)
     dev.add_argument("--hospital", type=int, required=True)
@@ -303,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cfg = FLConfig(rounds=args.rounds, hospitals=args.hospitals,
                    devices_per_hospital=args.devices, target_epsilon=args.target_epsilon,
-                   update_clip=0.3 if args.target_epsilon != float("inf") else 0.0)
+                   update_clip=0.3 if args.target_epsilon != float("inf") else 0.0,
+                   noise_source=args.noise_source)
     res = launch_local(cfg, args.out, method=args.method, timeout=args.timeout)
     last = res["rounds"][-1] if res["rounds"] else {}
     print(f"{args.method}: {len(res['rounds'])} rounds, accuracy {last.get('accuracy')}, "

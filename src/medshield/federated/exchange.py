@@ -12,7 +12,7 @@ messages, each a ``dict``::
 
     hospital -> device  {"op": "start", "state": {name: tensor}, "epoch": int, "round": int,
                          "lr": float, "momentum": float, "batch_size": int, "seed": int,
-                         "clip": float, "noise": float}
+                         "clip": float, "noise": float, "noise_source": "os" | "seeded"}
     device -> hospital  {"op": "forward", "act": (B, k) tensor, "y": (B,) int64}
     hospital -> device  {"op": "grad", "grad": (B, k) tensor}
     device -> hospital  {"op": "done", "state": {name: tensor}, "n": int}
@@ -37,7 +37,9 @@ through the activations only.
 
 from __future__ import annotations
 
+import secrets
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +99,25 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def _device_noise_seed(start: dict[str, Any]) -> int:
+    """The seed of the device's activation noise: the device's own OS entropy in secure mode.
+
+    The hospital is the party the activation noise hides the features from, so in
+    ``"os"`` mode the device draws the seed itself and it never leaves the device. In
+    ``"seeded"`` mode it follows from the turn seed the hospital sent (reproducible, but
+    the hospital can recompute and remove the noise): warned about when noise is on.
+    """
+    if start.get("noise_source", "seeded") == "os":
+        return secrets.randbits(63)
+    if float(start.get("noise", 0.0)) > 0:
+        from medshield.secure.randomness import SecurityWarning
+
+        warnings.warn("device activation noise seeded from the hospital's turn seed "
+                      "(noise_source='seeded'): the hospital can remove it; use "
+                      "noise_source='os' in deployment", SecurityWarning, stacklevel=3)
+    return int(start["seed"]) ^ 0x5DEECE66D
+
+
 def device_turn(channel: Channel, part: nn.Module, data: ArraySplit, start: dict[str, Any],
                 device: torch.device | None = None) -> None:
     """Run one device turn (Algorithm 2) after receiving ``start``: one pass over ``data``.
@@ -112,7 +133,7 @@ def device_turn(channel: Channel, part: nn.Module, data: ArraySplit, start: dict
     opt = torch.optim.SGD(part.parameters(), lr=float(start["lr"]),
                           momentum=float(start["momentum"]))
     gen = torch.Generator().manual_seed(int(start["seed"]))
-    noise_gen = torch.Generator().manual_seed(int(start["seed"]) ^ 0x5DEECE66D)
+    noise_gen = torch.Generator().manual_seed(_device_noise_seed(start))
     x_all, y_all = data.tensors()
     order = torch.randperm(len(data), generator=gen)
     bs = int(start["batch_size"])

@@ -153,7 +153,8 @@ def train_hospital(cfg: FLConfig, fed: Federation, global_arrays: dict[str, np.n
                 start = {"round": round_, "epoch": epoch, "lr": cfg.lr,
                          "momentum": cfg.momentum, "batch_size": cfg.batch_size,
                          "seed": turn_seed(cfg.seed, round_, hospital, int(d), epoch),
-                         "clip": cfg.activation_clip, "noise": cfg.activation_noise}
+                         "clip": cfg.activation_clip, "noise": cfg.activation_noise,
+                         "noise_source": cfg.noise_source}
                 device_state, st = hospital_turn(chans[int(d)], srv_part, opt, device_state,
                                                  start, device=dev)
                 totals["samples"] += st.samples

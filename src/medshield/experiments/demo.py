@@ -15,6 +15,10 @@ __all__ = ["run_demo", "DEMO_ORDER"]
 #: The order in which sections appear; sections registered later and not listed here follow.
 DEMO_ORDER = ["foundation", "robustness", "pgsl", "obfnet", "eicpp", "pehealth"]
 
+#: Optional packages a section may need -> the extra that installs them.
+OPTIONAL = {"flwr": "federated", "opacus": "federated", "ray": "federated", "fastapi": "serve",
+            "uvicorn": "serve", "httpx": "serve", "onnx": "device", "onnxruntime": "device"}
+
 
 def run_demo(opts: RunOptions, sections: list[str] | None = None,
              console: Console | None = None) -> ResultsFile:
@@ -35,7 +39,17 @@ def run_demo(opts: RunOptions, sections: list[str] | None = None,
     for name in ordered:
         console.rule(f"[bold]demo: {name}")
         t0 = time.perf_counter()
-        part = DEMO_SECTIONS.get(name)(embedded)
+        try:
+            part = DEMO_SECTIONS.get(name)(embedded)
+        except ModuleNotFoundError as err:
+            root = (err.name or "").split(".")[0]
+            if root not in OPTIONAL:
+                raise
+            note = (f"demo section {name!r} skipped: it needs {root!r}; install it with "
+                    f"pip install -e '.[{OPTIONAL[root]}]' (or '.[all]')")
+            console.print(f"[yellow]{note}")
+            res.notes.append(note)
+            continue
         res.merge(part, prefix="" if name == "foundation" else f"{name}_")
         res.meta.setdefault("section_seconds", {})[name] = round(time.perf_counter() - t0, 2)
     write_results(res, opts.out)

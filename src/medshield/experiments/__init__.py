@@ -1,8 +1,10 @@
 """Experiments: one module per system; each returns a results object."""
 
 from medshield.benchmarks import fl as _fl_bench  # noqa: F401  (registers `bench fl`)
+from medshield.benchmarks import secure as _secure_bench  # noqa: F401  (registers `bench secure`)
 from medshield.experiments import eicpp as _eicpp  # noqa: F401  (registers)
 from medshield.experiments import foundation as _foundation  # noqa: F401  (registers)
+from medshield.experiments import pehealth as _pehealth  # noqa: F401  (reproduce + demo)
 from medshield.experiments.base import BENCHES, DEMO_SECTIONS, EXPERIMENTS, PLANNED, RunOptions
 from medshield.experiments.demo import run_demo
 

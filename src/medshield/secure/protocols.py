@@ -9,8 +9,11 @@ model for its protocol and runs inference on secret-shared inputs.
   linear layers, dealer-assisted comparison for ReLU / max pooling, exact truncation).
   This is the design of :mod:`medshield.secure`; it replaces PE-HEALTH's ElGamal-based
   SecConv by Beaver triples while keeping the paper's parties and threat model.
-* PE-HEALTH's own ElGamal/"SecConv" variant is not implemented yet; it will be a second
-  backend under this registry.
+* ``"elgamal-2pc"`` (:class:`ElGamal2PC`): PE-HEALTH's own variant (Protocols 1-3):
+  ElGamal-encrypted weights in a DDH group, SecConv by local exponentiation and
+  distinguished-point walks (no communication; an error probability that grows with the
+  precision, see :mod:`medshield.secure.elgamal.walk`), SecReLU by the dealer-assisted
+  comparison. See :mod:`medshield.secure.elgamal`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from medshield.secure.compiler import CompiledModel
     from medshield.secure.engine import SecureRun
 
-__all__ = ["PROTOCOLS", "SecureInferenceProtocol", "Beaver2PC"]
+__all__ = ["PROTOCOLS", "SecureInferenceProtocol", "Beaver2PC", "ElGamal2PC"]
 
 PROTOCOLS: Registry[Any] = Registry("protocol")
 
@@ -97,3 +100,62 @@ class Beaver2PC(SecureInferenceProtocol):
         from medshield.secure.engine import run_in_process
 
         return run_in_process(compiled, x, rng=rng, timeout=self.timeout)
+
+
+@PROTOCOLS.register("elgamal-2pc", aliases=("elgamal", "pehealth-elgamal"))
+class ElGamal2PC(SecureInferenceProtocol):
+    """PE-HEALTH's ElGamal variant (:mod:`medshield.secure.elgamal`).
+
+    Parameters
+    ----------
+    frac_bits
+        Fractional bits ``f`` of inputs and weights (the paper's decimal precision ``d``
+        corresponds to ``f ~ 3.32 d``). The walks convert values of about
+        ``|y| 2^{2f}``, so their error grows as ``2^{2f - dp_bits}``.
+    group
+        ``"toy-32"`` (default; fast, **insecure**) or ``"modp-2048"`` (RFC 3526, secure,
+        about 10^4 times slower), or a :class:`~medshield.secure.elgamal.DDHGroup`.
+    dp_bits
+        Distinguished points have density ``2^-dp_bits`` (walks of ``2^dp_bits`` steps).
+    max_steps
+        ``Theta``: a walk gives up after this many steps.
+    timeout
+        Seconds a server waits for the other in one round.
+    probe
+        Record each linear layer's conversions and count the wrong ones
+        (``run.extra["conversions"]``; for measurements, not deployment).
+
+    Threat model: semi-honest, non-colluding servers; honest sensor (which knows ``sk``, as in
+    the paper) and centre.
+    """
+
+    def __init__(
+        self,
+        *,
+        frac_bits: int = 6,
+        group: Any = "toy-32",
+        dp_bits: int = 14,
+        max_steps: int = 1 << 20,
+        timeout: float = 600.0,
+        probe: bool = False,
+    ) -> None:
+        self.frac_bits = frac_bits
+        self.group = group
+        self.dp_bits = dp_bits
+        self.max_steps = max_steps
+        self.timeout = timeout
+        self.probe = probe
+
+    def compile(self, model: nn.Module, input_shape: Sequence[int]) -> CompiledModel:
+        from medshield.secure.compiler import compile_model
+
+        return compile_model(model, input_shape, frac_bits=self.frac_bits, ring_bits=64)
+
+    def run(
+        self, compiled: CompiledModel, x: ArrayLike, *, rng: RandomSource | None = None
+    ) -> SecureRun:
+        from medshield.secure.elgamal import WalkParams, get_group, run_elgamal_in_process
+
+        return run_elgamal_in_process(  # type: ignore[no-any-return]
+            compiled, x, group=get_group(self.group), rng=rng, timeout=self.timeout,
+            walk=WalkParams(self.dp_bits, self.max_steps), probe=self.probe)

@@ -2,6 +2,7 @@
 
 from medshield.benchmarks import fl as _fl_bench  # noqa: F401  (registers `bench fl`)
 from medshield.benchmarks import secure as _secure_bench  # noqa: F401  (registers `bench secure`)
+from medshield.benchmarks import secure_load as _secure_load  # noqa: F401  (`bench secure-load`)
 from medshield.experiments import eicpp as _eicpp  # noqa: F401  (registers)
 from medshield.experiments import foundation as _foundation  # noqa: F401  (registers)
 from medshield.experiments import pehealth as _pehealth  # noqa: F401  (reproduce + demo)

@@ -9,13 +9,18 @@ channel's own :class:`~medshield.transport.ChannelStats`.
 The link works over any object with ``send(dict)`` and ``recv(timeout) -> dict``
 (:class:`medshield.transport.Channel`: in-process for tests, TCP for deployments).
 
-Deadlock note: both parties send before receiving. That is safe for
-:class:`~medshield.transport.InProcessChannel` (unbounded queues) and for TCP while a
-message fits the socket buffers; very large batches over TCP need a sender thread.
+Deadlock: both servers send in the same round. Sending first and receiving afterwards
+deadlocks over TCP once a message exceeds what the kernels buffer, so over a
+:class:`~medshield.transport.TcpChannel` :meth:`Peer.exchange` sends and receives at the same
+time in one thread (:func:`medshield.secure.net.duplex.duplex_exchange`, safe under TLS, one
+round per exchange). A channel that has its own ``exchange(msg, timeout)`` method is used
+through it; any other channel (:class:`~medshield.transport.InProcessChannel`, whose queues
+are unbounded) gets send-then-receive.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol
 
 from medshield.secure.ring import U64, Ring
@@ -51,10 +56,25 @@ class Peer:
         self.party = party
         self.timeout = timeout
 
+    def _swap(self, msg: dict[str, Any]) -> dict[str, Any]:
+        own = getattr(self.channel, "exchange", None)
+        if callable(own):
+            return own(msg, self.timeout)  # type: ignore[no-any-return]
+        tcp = sys.modules.get("medshield.transport.tcp")  # loaded iff a TcpChannel can exist
+        if tcp is not None and isinstance(self.channel, tcp.TcpChannel):
+            from medshield.secure.net.duplex import duplex_exchange
+
+            return duplex_exchange(self.channel, msg, self.timeout)
+        self.channel.send(msg)
+        return self.channel.recv(self.timeout)
+
     def exchange(self, payload: bytes) -> bytes:
-        """Send ``payload``, receive the other server's payload of the same round."""
-        self.channel.send({"d": payload})
-        msg = self.channel.recv(self.timeout)
+        """Send ``payload``, receive the other server's payload of the same round.
+
+        Over TCP both directions run at once, so a payload of any size (up to the channel's
+        ``max_frame_bytes``) cannot deadlock.
+        """
+        msg = self._swap({"d": payload})
         data = msg.get("d") if isinstance(msg, dict) else None
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ValueError(

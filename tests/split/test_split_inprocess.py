@@ -1,0 +1,101 @@
+"""Split learning in one process: equals centralised training, counts bytes and rounds."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from _split_fixtures import centralised, device_batches, halves
+
+from medshield.split import (
+    SplitDevice,
+    SplitProtocolError,
+    SplitServer,
+    run_in_process,
+)
+from medshield.transport import InProcessChannel
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _split_run(n_devices: int, epochs: int, optimizer: str, lr: float, **device_kw):
+    dev_half, srv_half = halves(0)
+    devices = [
+        SplitDevice(copy.deepcopy(dev_half), device_batches(k), eval_data=device_batches(k, 1),
+                    optimizer=optimizer, lr=lr, device="cpu", **device_kw)
+        for k in range(n_devices)
+    ]
+    server = SplitServer(srv_half, optimizer=optimizer, lr=lr, device="cpu")
+    return server, run_in_process(server, devices, epochs=epochs)
+
+
+@pytest.mark.parametrize(("n_devices", "optimizer", "lr"), [(1, "sgd", 0.1), (3, "adam", 0.01)])
+def test_split_training_equals_centralised_training(n_devices: int, optimizer: str, lr: float):
+    server, run = _split_run(n_devices, epochs=2, optimizer=optimizer, lr=lr)
+    ref = centralised(0, n_devices, epochs=2, optimizer=optimizer, lr=lr)
+    ref_state = ref.state_dict()
+    got = {**run.history.device_state, **server.head.model.state_dict()}
+    assert set(got) == set(ref_state)
+    for name, value in ref_state.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    # and the weights did move (the test would be void otherwise)
+    init = halves(0)[1].state_dict()
+    assert any(not torch.equal(init[k], v) for k, v in server.head.model.state_dict().items())
+
+
+def test_split_counts_bytes_rounds_and_samples():
+    server, run = _split_run(2, epochs=1, optimizer="sgd", lr=0.05)
+    hist = run.history
+    assert hist.samples == 2 * 3 * 5
+    assert len(hist.train_loss) == 1 and 0.0 <= hist.train_accuracy[0] <= 1.0
+    assert set(hist.eval_accuracy) == {0, 1}
+    for rank, report in enumerate(run.devices):
+        assert report.rank == rank and report.batches == 3 and report.samples == 15
+        srv, dev = hist.channels[rank], report.channel
+        # what one end sent, the other received, byte for byte
+        assert srv["bytes_sent"] == dev["bytes_received"] > 0
+        assert srv["bytes_received"] == dev["bytes_sent"] > 0
+        # device flights: hello, 3 forwards, end_turn, infer, report;
+        # server flights: turn, 3 grads, evaluate, logits, stop
+        assert dev["rounds"] == 1 + 3 + 1 + 1 + 1
+        assert srv["rounds"] == 1 + 3 + 1 + 1 + 1
+    # activations dominate: 5 samples x 4 channels x 8 x 8 float32 per forward and per grad
+    act_bytes = 5 * 4 * 8 * 8 * 4
+    assert hist.bytes_total() > 2 * 2 * 3 * act_bytes
+    assert run.bytes_per_sample() == hist.bytes_total() / 30
+
+
+def test_device_error_surfaces_in_caller():
+    dev_half, srv_half = halves(0)
+    bad = [(torch.rand(2, 1, 8, 8), torch.tensor([0, 7]))]  # label 7 of 3 classes
+    server = SplitServer(srv_half, optimizer="sgd", lr=0.1, device="cpu")
+    with pytest.raises((IndexError, RuntimeError)):
+        run_in_process(server, [SplitDevice(dev_half, bad, optimizer="sgd", device="cpu")],
+                       epochs=1, timeout=10)
+
+
+def test_unexpected_message_is_a_clear_protocol_error():
+    _, srv_half = halves(0)
+    server = SplitServer(srv_half, device="cpu")
+    a, b = InProcessChannel.pair()
+    b.send({"op": "forward", "act": torch.zeros(1), "y": torch.zeros(1)})
+    with pytest.raises(SplitProtocolError, match="hello"):
+        server.run([a], epochs=1, timeout=5)
+
+
+def test_regularizer_and_transform_hooks_are_used():
+    calls = {"transform": 0, "reg": 0}
+
+    def transform(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["transform"] += 1
+        return x * 0.5
+
+    def reg(x: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        calls["reg"] += 1
+        assert x.shape[1:] == (1, 8, 8) and act.requires_grad
+        return act.pow(2).mean()
+
+    _, run = _split_run(1, epochs=1, optimizer="sgd", lr=0.1, transform=transform,
+                        regularizer=reg)
+    assert calls == {"transform": 3 + 1, "reg": 3}

@@ -25,8 +25,11 @@ name                  defence                                                 wh
 ``pgsl``              PGSL's device transform (:mod:`.pgsl`: the server       a transform
                       head, RPCA, fusion; Khowaja et al. 2022)
 ====================  ======================================================  ==============
+
+ObfNet (Zheng et al. 2019; registered as ``obfnet``) is the subpackage :mod:`.obfnet`.
 """
 
+from medshield.defenses import obfnet
 from medshield.defenses.activation_noise import ActivationNoise
 from medshield.defenses.adversarial_training import (
     AdversarialTraining,
@@ -54,4 +57,5 @@ __all__ = [
     "PGSLTransform",
     "PGSLHead",
     "pgsl_network",
+    "obfnet",
 ]

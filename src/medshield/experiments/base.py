@@ -66,12 +66,4 @@ BENCHES: Registry[BenchFn] = Registry("bench")
 
 #: Systems and benchmarks that the mission names but that are not built yet, with the issue
 #: that tracks them; the CLI says so instead of failing obscurely.
-PLANNED: dict[str, str] = {
-    "robustness": "issue 3 (evasion attacks and robust medical imaging)",
-    "pgsl": "issue 4 (split learning and PGSL)",
-    "obfnet": "issue 5 (ObfNet)",
-    "pehealth": "issue 7 (PE-HEALTH secure inference)",
-    "attacks": "issue 3 (evasion attacks)",
-    "split": "issue 4 (split learning and PGSL)",
-    "secure": "issue 7 (PE-HEALTH secure inference)",
-}
+PLANNED: dict[str, str] = {}

@@ -13,6 +13,8 @@ decoder-inversion     :class:`DecoderInversion`  He et al., ACSAC 2019; Titcombe
 dlg                   :class:`DLG`               Zhu and Han, NeurIPS 2019
 idlg                  :class:`IDLG`              Zhao, Mopuri and Bilen, 2020
 gan-inversion         :class:`GANInversion`      Hitaj et al., CCS 2017 (DCGAN prior)
+(ObfNet coordinator)  :class:`ObfNetInversion`,  Zheng et al. 2019 (ObfNet's claims, measured;
+                      :class:`ObfNetIdentifier`  threat model :data:`OBFNET_COORDINATOR`)
 ===================== ========================== =============================================
 """
 
@@ -25,6 +27,12 @@ from medshield.attacks.privacy.gan_inversion import (
     train_dcgan,
 )
 from medshield.attacks.privacy.idlg import IDLG, last_linear_weight, recover_labels
+from medshield.attacks.privacy.obfnet_inversion import (
+    OBFNET_COORDINATOR,
+    ObfNetIdentifier,
+    ObfNetInversion,
+    ObfNetKnowledge,
+)
 from medshield.attacks.privacy.result import InversionResult, reconstruction_metrics
 from medshield.attacks.privacy.threat import (
     BLACK_BOX_MIA,
@@ -60,4 +68,8 @@ __all__ = [
     "gradient_distance",
     "recover_labels",
     "last_linear_weight",
+    "OBFNET_COORDINATOR",
+    "ObfNetKnowledge",
+    "ObfNetIdentifier",
+    "ObfNetInversion",
 ]

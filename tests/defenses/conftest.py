@@ -11,25 +11,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from torch import Tensor, nn
+from _tiny_cnn import TinyCNN
+from torch import nn
 
 from medshield.data import load_dataset
 from medshield.data.base import ArraySplit
 from medshield.training import fit
-
-
-class TinyCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(16 * 5 * 5, 10))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +43,7 @@ def _trained(mnist: tuple[ArraySplit, ArraySplit]) -> nn.Module:
     train, _ = mnist
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.manual_seed(0)
     model = TinyCNN()
     fit(model, train.loader(batch_size=32, shuffle=True), epochs=3, lr=3e-3, device="cpu",
         progress=False)

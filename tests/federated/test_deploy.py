@@ -1,8 +1,8 @@
 """The Deployment Runtime on loopback: SuperLink, SuperNodes, device processes, flwr run.
 
-Starting ~10 processes that each import torch and Flower takes one to three minutes on a
-2-core machine, so this test runs only when ``MEDSHIELD_FL_SLOW=1``. The pieces it
-builds on are tested quickly below (the app directory, the TCP device link).
+Starting ~10 processes that each import torch and Flower takes about a minute on an idle
+2-core machine (up to three when it is busy). The pieces it builds on are tested quickly
+below (the app directory, the TCP device link).
 """
 
 from __future__ import annotations

@@ -122,6 +122,9 @@ def test_costs_are_counted_per_phase(rng: RandomSource) -> None:
     per = run.per_image()
     assert per["online_MB_mean"] == pytest.approx(per["online_MB_both"] / 2)
     assert per["online_MB_both"] < 0.035
+    layers = run.extra["layer_seconds"]  # one timing per program step (Table IV)
+    assert list(layers) == [f"{op.name} ({op.kind})" for op in compiled.program.ops]
+    assert all(0 <= v <= run.online_seconds for v in layers.values())  # max of the two servers
 
 
 def test_material_serialisation_round_trip(rng: RandomSource) -> None:

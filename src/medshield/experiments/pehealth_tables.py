@@ -138,6 +138,9 @@ def build_tables(res: ResultsFile, opts: RunOptions, cfg: dict[str, Any], nets: 
     for item in nets:
         s = next(t for t in sweeps if t["net"] == item.letter and t["backend"] == "elgamal-2pc"
                  and t["d"] == d0)
+        b = next((t for t in sweeps if t["net"] == item.letter and t["backend"] == "beaver-2pc"
+                  and t["d"] == d0), None)
+        beaver_ms = {} if b is None else b["layer_ms_per_image"]
         counts = _op_counts(s["compiled"])
         by_type: dict[str, dict[str, Any]] = {}
         for layer, ms in s["layer_ms_per_image"].items():
@@ -147,9 +150,11 @@ def build_tables(res: ResultsFile, opts: RunOptions, cfg: dict[str, Any], nets: 
             row = by_type.setdefault(kind, {
                 "net": item.letter, "layer type": kind, "layers": [],
                 "paper ms": paper.TABLE_IV.get(_PAPER_KIND.get(kind, kind), {}).get(item.letter),
+                f"ours beaver-2pc ms (d={d0})": 0.0,
                 f"ours elgamal-2pc ms (toy group, d={d0})": 0.0,
                 "ours estimate ms (2048-bit group, same walks)": None})
             row["layers"].append(layer.split(" ")[0])
+            row[f"ours beaver-2pc ms (d={d0})"] += beaver_ms.get(layer, 0.0)
             row[f"ours elgamal-2pc ms (toy group, d={d0})"] += ms
             name = layer.split(" ")[0]
             if name in counts:

@@ -166,6 +166,8 @@ class ComputeServer:
         self.program = program
         self.ring = Ring(program.ring_bits)
         self.peer = Peer(channel, party, timeout=timeout)
+        #: wall seconds per program step of the last :meth:`run` (key ``"name (kind)"``)
+        self.layer_seconds: dict[str, float] = {}
         self._layers: dict[str, dict[str, Any]] = {}
         for op in program.ops:
             if isinstance(op, LinearOp | ConvOp):
@@ -215,7 +217,9 @@ class ComputeServer:
                 f"{(mat.batch_size, *self.program.input_shape)}"
             )
         ring, peer = self.ring, self.peer
+        self.layer_seconds = {}
         for op, m in zip(self.program.ops, mat.ops, strict=True):
+            t0 = time.perf_counter()
             if isinstance(op, LinearOp | ConvOp):
                 x = affine_online(op, peer, ring, x, self._layers[op.name], m)
             elif isinstance(op, GateOp):
@@ -228,6 +232,8 @@ class ComputeServer:
                 x = x.reshape((x.shape[0], *op.out_shape))
             else:  # pragma: no cover - the compiler emits only the types above
                 raise TypeError(f"unknown program step {op!r}")
+            key = f"{op.name} ({op.kind})"
+            self.layer_seconds[key] = self.layer_seconds.get(key, 0.0) + time.perf_counter() - t0
         return x
 
 
@@ -386,7 +392,9 @@ def _run(
         result_bytes=2 * y0.size * ring.nbytes,
         setup_bytes=(w0.nbytes + w1.nbytes) * ring.nbytes // ring.dtype.itemsize,
         extra={"program": prog.fingerprint(), "ring_bits": prog.ring_bits,
-               "frac_bits": prog.frac_bits, "cpu_seconds": tuple(cpu)},
+               "frac_bits": prog.frac_bits, "cpu_seconds": tuple(cpu),
+               "layer_seconds": {k: max(servers[0].layer_seconds[k], servers[1].layer_seconds[k])
+                                 for k in servers[0].layer_seconds}},
     )
 
 

@@ -56,6 +56,7 @@ def test_demo_section(tmp_path) -> None:
     assert elgamal["backend"] == "elgamal-2pc" and elgamal["conversion error rate"] is not None
     kinds = {r["layer"].split("(")[-1] for r in res.tables["per_layer_ms"]}
     assert {"conv)", "linear)", "relu)"} <= kinds
+    assert all(r["beaver-2pc ms/image (d=4)"] >= 0 for r in res.tables["per_layer_ms"])
     assert res.data["mnist"] == "embedded"
 
 

@@ -270,8 +270,10 @@ def pehealth_demo(opts: RunOptions) -> ResultsFile:
          "online MB/image (both servers)": r["online_MB_per_image"],
          "dealer MB/image": r["offline_MB_per_image"],
          "conversion error rate": r["conversion_error_rate"]} for r in (bea, elg)]
-    res.tables["per_layer_ms"] = [{"layer": k, "elgamal-2pc ms/image (toy group)": v}
-                                  for k, v in elg["layer_ms_per_image"].items()]
+    res.tables["per_layer_ms"] = [
+        {"layer": k, "beaver-2pc ms/image (d=4)": bea["layer_ms_per_image"].get(k),
+         "elgamal-2pc ms/image (toy group, d=1)": v}
+        for k, v in elg["layer_ms_per_image"].items()]
     res.sections.append(Section(
         title="PE-HEALTH secure inference (network (f), embedded MNIST)",
         text=("Two compute servers evaluate network (f) on secret-shared images with secret "

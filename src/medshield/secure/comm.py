@@ -12,7 +12,7 @@ The link works over any object with ``send(dict)`` and ``recv(timeout) -> dict``
 Deadlock: both servers send in the same round. Sending first and receiving afterwards
 deadlocks over TCP once a message exceeds what the kernels buffer, so over a
 :class:`~medshield.transport.TcpChannel` :meth:`Peer.exchange` sends and receives at the same
-time in one thread (:func:`medshield.secure.net.duplex.duplex_exchange`, safe under TLS, one
+time in one thread (:meth:`medshield.transport.TcpChannel.exchange`, safe under TLS, one
 round per exchange). A channel that has its own ``exchange(msg, timeout)`` method is used
 through it; any other channel (:class:`~medshield.transport.InProcessChannel`, whose queues
 are unbounded) gets send-then-receive.
@@ -20,7 +20,6 @@ are unbounded) gets send-then-receive.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Protocol
 
 from medshield.secure.ring import U64, Ring
@@ -57,14 +56,9 @@ class Peer:
         self.timeout = timeout
 
     def _swap(self, msg: dict[str, Any]) -> dict[str, Any]:
-        own = getattr(self.channel, "exchange", None)
+        own = getattr(self.channel, "exchange", None)  # TcpChannel: both directions at once
         if callable(own):
             return own(msg, self.timeout)  # type: ignore[no-any-return]
-        tcp = sys.modules.get("medshield.transport.tcp")  # loaded iff a TcpChannel can exist
-        if tcp is not None and isinstance(self.channel, tcp.TcpChannel):
-            from medshield.secure.net.duplex import duplex_exchange
-
-            return duplex_exchange(self.channel, msg, self.timeout)
         self.channel.send(msg)
         return self.channel.recv(self.timeout)
 

@@ -21,6 +21,7 @@ import select
 import socket
 import ssl
 import time
+from typing import Any
 
 from medshield.transport.base import Channel
 from medshield.transport.errors import (
@@ -144,6 +145,17 @@ class TcpChannel(Channel):
         Seconds a ``send`` may wait for the peer to drain its buffer; ``None`` waits forever.
         A send that times out after writing part of a frame closes the channel.
     """
+
+    def exchange(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send ``msg`` and receive the peer's next message at the same time (one round).
+
+        For protocols in which both ends send in the same round: sending first and then
+        receiving deadlocks once a message outgrows the kernels' socket buffers. See
+        :func:`medshield.transport.duplex.duplex_exchange`.
+        """
+        from medshield.transport.duplex import duplex_exchange
+
+        return duplex_exchange(self, msg, timeout)
 
     def __init__(
         self,

@@ -34,7 +34,14 @@ from medshield.defenses.pgsl.fusion import (
 )
 from medshield.defenses.pgsl.head import STREAMS, PGSLHead, pgsl_network
 from medshield.defenses.pgsl.resample import downsample, pgsl_channels, upsample
-from medshield.defenses.pgsl.rpca import RPCAResult, default_lambda, rpca, soft_threshold, svt
+from medshield.defenses.pgsl.rpca import (
+    RPCAResult,
+    default_lambda,
+    matrix_scale,
+    rpca,
+    soft_threshold,
+    svt,
+)
 from medshield.defenses.pgsl.saliency import PGSLTransform, saliency_map
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "svt",
     "soft_threshold",
     "default_lambda",
+    "matrix_scale",
     "ConvSumFusion",
     "adaptive_weights",
     "fuse_scores",

@@ -15,8 +15,19 @@ Ganesh, Wright, Wu, Chen and Ma, 2009): split an observed matrix :math:`X` into 
 ``method="apg"`` solves the paper's relaxation (eqs. 3-5, with relaxation parameter
 :math:`\\mu > 0`; it tends to the constrained problem as :math:`\\mu \\to 0`)
 
-.. math:: \\min_{L, S} \\; \\mu \\big(\\|L\\|_* + \\lambda \\|S\\|_1\\big)
-          + \\tfrac12 \\|X - L - S\\|_F^2
+.. math:: \\min_{L, S} \\; \\mu\\, \\sigma(X) \\big(\\|L\\|_* + \\lambda \\|S\\|_1\\big)
+          + \\tfrac12 \\|X - L - S\\|_F^2,
+   \\qquad \\sigma(X) = \\|X\\|_F / \\sqrt{\\min(m, n)},
+
+with :math:`\\mu` *relative* to the scale of each matrix: :math:`\\sigma(X)` is the
+root-mean-square singular value of :math:`X` (:func:`matrix_scale`). The paper's
+:math:`\\mu \\in [0.05, 1]` (0.55 chosen, Fig. 3) thus reads as the fraction of a typical
+singular value removed by the thresholding, whatever the units of :math:`X`: the recovery is
+scale-equivariant, ``rpca(c * X).low_rank == c * rpca(X).low_rank`` for ``c > 0``, as the
+constrained problem is (and as standard RPCA is, whose :math:`\\mu` is proportional to
+:math:`\\|X\\|`, Lin et al. 2009). An absolute :math:`\\mu` (``scale="absolute"``, the earlier
+behaviour) means different things for images in [0, 1] and for cut-layer activations of RMS
+0.06, where ``mu / 2 = 0.275`` thresholds all but one singular value away (a rank-1 recovery).
 
 by accelerated proximal gradient (FISTA; Lin et al. 2009, Algorithm 2 without continuation).
 The smooth part's gradient is :math:`(-(X-L-S), -(X-L-S))`, Lipschitz with constant
@@ -40,10 +51,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["RPCAResult", "rpca", "svt", "soft_threshold", "default_lambda"]
+__all__ = ["RPCAResult", "rpca", "svt", "soft_threshold", "default_lambda", "matrix_scale"]
 
 Method = Literal["apg", "admm"]
 SVD = Literal["exact", "gram"]
+Scale = Literal["relative", "absolute"]
 
 
 @dataclass
@@ -66,6 +78,18 @@ class RPCAResult:
 def default_lambda(m: int, n: int) -> float:
     """Candès et al.'s :math:`\\lambda = 1/\\sqrt{\\max(m, n)}`."""
     return 1.0 / math.sqrt(max(m, n))
+
+
+def matrix_scale(x: Tensor) -> Tensor:
+    """Root-mean-square singular value :math:`\\|X\\|_F / \\sqrt{\\min(m, n)}` of each matrix.
+
+    ``x``: ``(B, m, n)``; returns ``(B,)`` (clamped away from 0, so an all-zero matrix gives
+    thresholds of about 0 and is recovered as 0). The unit in which :func:`rpca`'s relative
+    :math:`\\mu` is measured.
+    """
+    k = min(x.shape[-2], x.shape[-1])
+    norm = torch.linalg.vector_norm(x, dim=(-2, -1)) / math.sqrt(k)
+    return norm.clamp_min(torch.finfo(x.dtype).tiny)
 
 
 def soft_threshold(x: Tensor, tau: Tensor | float) -> Tensor:
@@ -113,6 +137,7 @@ def rpca(
     max_iter: int = 100,
     tol: float = 1e-6,
     svd: SVD = "exact",
+    scale: Scale = "relative",
 ) -> RPCAResult:
     """Split every matrix of ``x`` into low-rank plus sparse parts (see the module docstring).
 
@@ -123,8 +148,9 @@ def rpca(
     lam
         Weight of the sparse term; default :func:`default_lambda`.
     mu
-        Relaxation parameter of the APG problem (PGSL's :math:`\\mu`, 0.55 in the paper);
-        ignored by ADMM.
+        Relaxation parameter of the APG problem (PGSL's :math:`\\mu`, 0.55 in the paper, in
+        [0.05, 1] in its Fig. 3), relative to each matrix's :func:`matrix_scale` (see the
+        module docstring); ignored by ADMM.
     method
         ``"apg"`` (the paper's relaxed proximal gradient) or ``"admm"`` (exact constraint).
     max_iter, tol
@@ -133,6 +159,10 @@ def rpca(
         needs a few hundred iterations for ``tol=1e-7``).
     svd
         See :func:`svt`.
+    scale
+        ``"relative"`` (default): the thresholds are ``mu * matrix_scale(X)`` (and ``lam`` times
+        that), so the recovery is scale-equivariant. ``"absolute"``: ``mu`` as is (only
+        meaningful for data of unit scale).
 
     Returns
     -------
@@ -148,9 +178,13 @@ def rpca(
         raise ValueError(f"rpca expects (B, m, n) or (m, n) matrices, got shape {tuple(x.shape)}")
     if mu <= 0:
         raise ValueError(f"the relaxation mu must be > 0, got {mu}")
+    if scale not in ("relative", "absolute"):
+        raise ValueError(f"scale must be 'relative' or 'absolute', got {scale!r}")
     lam = default_lambda(x.shape[-2], x.shape[-1]) if lam is None else float(lam)
     if method == "apg":
-        low, sparse, it = _apg(x, lam, mu, max_iter, tol, svd)
+        mus = mu * matrix_scale(x) if scale == "relative" else \
+            torch.full((x.shape[0],), float(mu), dtype=x.dtype, device=x.device)
+        low, sparse, it = _apg(x, lam, mus, max_iter, tol, svd)
     elif method == "admm":
         low, sparse, it = _admm(x, lam, max_iter, tol, svd)
     else:
@@ -163,9 +197,12 @@ def rpca(
 
 
 def _apg(
-    x: Tensor, lam: float, mu: float, max_iter: int, tol: float, svd: SVD
+    x: Tensor, lam: float, mu: Tensor, max_iter: int, tol: float, svd: SVD
 ) -> tuple[Tensor, Tensor, int]:
+    """FISTA with per-matrix (absolute) relaxations ``mu`` ``(B,)``."""
     step = 0.5  # 1 / Lipschitz constant (2) of the smooth part's gradient
+    tau_low = step * mu  # (B,)
+    tau_sparse = (step * lam * mu).view(-1, 1, 1)
     low, sparse = torch.zeros_like(x), torch.zeros_like(x)
     y_low, y_sparse = low, sparse
     t = 1.0
@@ -174,8 +211,8 @@ def _apg(
         it += 1
         # gradient step on both blocks: y - step * (y_low + y_sparse - x) = y + step * resid
         resid = x - y_low - y_sparse
-        new_low = svt(torch.add(y_low, resid, alpha=step), step * mu, svd=svd)
-        new_sparse = soft_threshold(torch.add(y_sparse, resid, alpha=step), step * mu * lam)
+        new_low = svt(torch.add(y_low, resid, alpha=step), tau_low, svd=svd)
+        new_sparse = soft_threshold(torch.add(y_sparse, resid, alpha=step), tau_sparse)
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         beta = (t - 1.0) / t_next
         d_low, d_sparse = new_low - low, new_sparse - sparse

@@ -12,10 +12,9 @@ connection must not be read and written from two threads at once, see
 :mod:`medshield.transport.tcp`) and keeps one round per exchange in
 :class:`~medshield.transport.ChannelStats` (one flight of sends, as with send-then-recv).
 
-This reaches into :class:`~medshield.transport.TcpChannel`'s protected receive state (the
-partial-frame buffers and ``_recv_payload``), so both directions stay consistent with its
-ordinary ``send``/``recv``; it belongs in :mod:`medshield.transport` as
-``TcpChannel.exchange`` and can move there unchanged.
+It works on :class:`~medshield.transport.TcpChannel`'s own receive state (the partial-frame
+buffers and ``_recv_payload``), so both directions stay consistent with its ordinary
+``send``/``recv``; use it as :meth:`TcpChannel.exchange <medshield.transport.TcpChannel.exchange>`.
 """
 
 from __future__ import annotations
@@ -23,12 +22,14 @@ from __future__ import annotations
 import select
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medshield.transport.codec import decode
 from medshield.transport.errors import ChannelTimeout, MalformedMessage
 from medshield.transport.framing import FRAME_HEADER_SIZE, encode_frame
-from medshield.transport.tcp import TcpChannel
+
+if TYPE_CHECKING:
+    from medshield.transport.tcp import TcpChannel
 
 __all__ = ["duplex_exchange"]
 

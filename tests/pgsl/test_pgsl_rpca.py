@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medshield.defenses.pgsl import default_lambda, rpca, svt
+from medshield.defenses.pgsl import default_lambda, matrix_scale, rpca, svt
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -63,8 +63,9 @@ def test_batched_rpca_equals_the_per_matrix_reference(method):
     ours = rpca(torch.from_numpy(x), method=method, mu=0.3, max_iter=iters, tol=0.0)
     assert ours.iterations == iters
     for i in range(4):
-        if method == "apg":
-            ref_l, ref_s = apg_reference(x[i], lam, 0.3, iters)
+        if method == "apg":  # mu is relative to the RMS entry of each matrix
+            rms = np.sqrt(np.mean(x[i] ** 2))
+            ref_l, ref_s = apg_reference(x[i], lam, 0.3 * rms, iters)
         else:
             ref_l, ref_s = admm_reference(x[i], lam, iters)
         np.testing.assert_allclose(ours.low_rank[i].numpy(), ref_l, atol=1e-8, rtol=1e-7)
@@ -92,6 +93,58 @@ def test_apg_tends_to_the_constrained_solution_as_mu_shrinks():
     assert errs[1] < 0.2 * np.linalg.norm(sparse0) / np.linalg.norm(low0)
 
 
+def test_absolute_scale_is_the_plain_reference():
+    low0, sparse0 = _low_rank_plus_sparse(2, 10, 8, 2, 0.05, seed=3)
+    x = low0 + sparse0
+    ours = rpca(torch.from_numpy(x), mu=0.3, max_iter=15, tol=0.0, scale="absolute")
+    for i in range(2):
+        ref_l, _ = apg_reference(x[i], default_lambda(10, 8), 0.3, 15)
+        np.testing.assert_allclose(ours.low_rank[i].numpy(), ref_l, atol=1e-8, rtol=1e-7)
+    np.testing.assert_allclose(matrix_scale(torch.from_numpy(x)).numpy(),
+                               np.sqrt((x**2).mean(axis=(1, 2))))
+
+
+@pytest.mark.parametrize("c", [1e-3, 0.06, 25.0])
+def test_relative_mu_is_scale_equivariant(c):
+    low0, sparse0 = _low_rank_plus_sparse(3, 16, 49, 3, 0.03, seed=4)
+    x = torch.from_numpy(low0 + sparse0)
+    base = rpca(x, mu=0.55, max_iter=40, tol=0.0)
+    scaled = rpca(c * x, mu=0.55, max_iter=40, tol=0.0)
+    torch.testing.assert_close(scaled.low_rank, c * base.low_rank, rtol=1e-9, atol=1e-12 * c)
+    torch.testing.assert_close(scaled.sparse, c * base.sparse, rtol=1e-9, atol=1e-12 * c)
+    # the absolute reading is not: the same mu means a different problem at another scale
+    a1 = rpca(x, mu=0.55, max_iter=40, tol=0.0, scale="absolute").low_rank
+    ac = rpca(c * x, mu=0.55, max_iter=40, tol=0.0, scale="absolute").low_rank
+    assert not torch.allclose(ac, c * a1, rtol=1e-3, atol=1e-6 * c)
+
+
+def _rank(a: np.ndarray, rel: float = 1e-6) -> int:
+    s = np.linalg.svd(a, compute_uv=False)
+    return int((s > rel * s[0]).sum())
+
+
+def test_small_activations_are_not_collapsed_to_rank_one():
+    """The reduced run's failure: activations of RMS ~0.06 (a C x hw = 16 x 49 matrix of
+    non-negative maps of rank 4 plus a few attacked positions) with mu = 0.55.
+    The absolute mu keeps one direction; the relative one keeps the signal's rank."""
+    g = np.random.default_rng(5)
+    rank = 4
+    low0 = np.einsum("bik,bjk->bij", np.abs(g.normal(size=(4, 16, rank))),
+                     np.abs(g.normal(size=(4, 49, rank))))
+    low0 = low0 / np.sqrt((low0**2).mean()) * 0.06  # RMS 0.06, like the cut activations
+    spikes = np.where(g.random(low0.shape) < 0.02, 0.3, 0.0)
+    x = torch.from_numpy(low0 + spikes)
+    rel = rpca(x, mu=0.55, max_iter=100, tol=1e-8)
+    ab = rpca(x, mu=0.55, max_iter=100, tol=1e-8, scale="absolute")
+    for i in range(4):
+        assert _rank(ab.low_rank[i].numpy(), 1e-3) <= 1
+        assert _rank(rel.low_rank[i].numpy(), 1e-3) == rank
+    err_rel = np.linalg.norm(rel.low_rank.numpy() - low0) / np.linalg.norm(low0)
+    err_abs = np.linalg.norm(ab.low_rank.numpy() - low0) / np.linalg.norm(low0)
+    err_none = np.linalg.norm(spikes) / np.linalg.norm(low0)
+    assert err_rel < 0.5 * err_abs and err_rel < err_none, (err_rel, err_abs, err_none)
+
+
 def test_gram_svt_matches_exact_svt():
     g = torch.Generator().manual_seed(0)
     for shape in ((6, 8, 20), (6, 20, 8)):
@@ -109,5 +162,7 @@ def test_rpca_single_matrix_and_errors():
         rpca(x, mu=0)
     with pytest.raises(TypeError, match="floating"):
         rpca(torch.ones(3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="scale"):
+        rpca(x, scale="nope")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="method"):
         rpca(x, method="nope")  # type: ignore[arg-type]

@@ -65,7 +65,7 @@ def recover_images(x: Tensor, mu: float, iters: int = 50) -> Tensor:
     """PGSL's proximal-gradient recovery applied to images ``(N, C, H, W)`` (one matrix each).
 
     Float32 with Gram-matrix thresholding (exact for every singular value above about
-    ``3e-4 s_max``, far below the threshold ``mu / 2`` times the image's RMS singular value)
+    ``3e-4 s_max``, far below the threshold ``mu / 2`` times the image's RMS entry)
     and a relative tolerance of 1e-4. ``mu`` is relative to each image's scale
     (:func:`~medshield.defenses.pgsl.rpca.matrix_scale`).
     """

@@ -4,8 +4,9 @@ The server receives the device's cut-layer activations :math:`A` (of the attacke
 down-sampled image) and
 
 1. recovers them with robust PCA by proximal gradient (:func:`~medshield.defenses.pgsl.rpca.rpca`,
-   relaxation :math:`\\mu`): :math:`A = L + S`, :math:`L` low rank (recovered), :math:`S`
-   sparse (the pixel attack's trace);
+   relaxation :math:`\\mu`, relative to each matrix's scale, so the same 0.55 works for
+   activations of any magnitude): :math:`A = L + S`, :math:`L` low rank (recovered),
+   :math:`S` sparse (the pixel attack's trace);
 2. runs three streams, each a copy of the server half of the network: on :math:`A` (the
    attacked data, stream *a*), on the conv-sum fusion of eqs. 7-8 of :math:`A` and :math:`L`
    (stream *f*), and on :math:`L` (stream *r*);

@@ -17,12 +17,13 @@ Ganesh, Wright, Wu, Chen and Ma, 2009): split an observed matrix :math:`X` into 
 
 .. math:: \\min_{L, S} \\; \\mu\\, \\sigma(X) \\big(\\|L\\|_* + \\lambda \\|S\\|_1\\big)
           + \\tfrac12 \\|X - L - S\\|_F^2,
-   \\qquad \\sigma(X) = \\|X\\|_F / \\sqrt{\\min(m, n)},
+   \\qquad \\sigma(X) = \\|X\\|_F / \\sqrt{m n},
 
 with :math:`\\mu` *relative* to the scale of each matrix: :math:`\\sigma(X)` is the
-root-mean-square singular value of :math:`X` (:func:`matrix_scale`). The paper's
-:math:`\\mu \\in [0.05, 1]` (0.55 chosen, Fig. 3) thus reads as the fraction of a typical
-singular value removed by the thresholding, whatever the units of :math:`X`: the recovery is
+root-mean-square entry of :math:`X` (:func:`matrix_scale`). The paper's
+:math:`\\mu \\in [0.05, 1]` (0.55 chosen, Fig. 3) thus reads in units of a typical entry
+(for images in [0, 1], of RMS about 0.3, the thresholds are about 0.3 of the absolute
+reading's), whatever the units of :math:`X`: the recovery is
 scale-equivariant, ``rpca(c * X).low_rank == c * rpca(X).low_rank`` for ``c > 0``, as the
 constrained problem is (and as standard RPCA is, whose :math:`\\mu` is proportional to
 :math:`\\|X\\|`, Lin et al. 2009). An absolute :math:`\\mu` (``scale="absolute"``, the earlier
@@ -81,13 +82,15 @@ def default_lambda(m: int, n: int) -> float:
 
 
 def matrix_scale(x: Tensor) -> Tensor:
-    """Root-mean-square singular value :math:`\\|X\\|_F / \\sqrt{\\min(m, n)}` of each matrix.
+    """Root-mean-square entry :math:`\\|X\\|_F / \\sqrt{m n}` of each matrix.
 
     ``x``: ``(B, m, n)``; returns ``(B,)`` (clamped away from 0, so an all-zero matrix gives
     thresholds of about 0 and is recovered as 0). The unit in which :func:`rpca`'s relative
-    :math:`\\mu` is measured.
+    :math:`\\mu` is measured. (The RMS *singular value* or the spectral norm, larger by
+    :math:`\\sqrt{\\max(m, n)}` or more, still collapses non-negative activations, whose
+    leading singular value holds most of the energy, to rank 1 at :math:`\\mu = 0.55`.)
     """
-    k = min(x.shape[-2], x.shape[-1])
+    k = x.shape[-2] * x.shape[-1]
     norm = torch.linalg.vector_norm(x, dim=(-2, -1)) / math.sqrt(k)
     return norm.clamp_min(torch.finfo(x.dtype).tiny)
 

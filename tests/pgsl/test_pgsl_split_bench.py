@@ -1,0 +1,56 @@
+"""`medshield bench split` in mode "fast", and the cached pre-processing it relies on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medshield.benchmarks.split import split_bench
+from medshield.experiments.base import BENCHES, RunOptions
+from medshield.experiments.pgsl_common import (
+    SETTINGS,
+    load_images,
+    prepare_inputs,
+    train_split,
+    train_surrogate,
+    with_settings,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_cached_inputs_train_the_same_model_as_inline_preprocessing(tmp_path):
+    opts = RunOptions(out=tmp_path, mode="fast", data_root=None, progress=False, threads=1)
+    cfg = with_settings(SETTINGS["fast"], n_train=96, n_test=16, n_aux=16, width=4, hidden=16)
+    data = load_images("mnist", opts, cfg)
+    surrogate = train_surrogate(data, cfg, 0, opts.device)
+    inputs = prepare_inputs("pgsl", data, cfg, opts, surrogate=surrogate)
+    c, h, w = data.image_shape
+    assert inputs.shape == (len(data.x_train), 4 * c + 1, h // 2, w // 2)
+    torch.manual_seed(0)  # dropout draws from the global generator
+    inline = train_split("pgsl", data, cfg, opts, surrogate=surrogate)
+    torch.manual_seed(0)
+    cached = train_split("pgsl", data, cfg, opts, surrogate=surrogate, inputs=inputs)
+    assert inline.prep_seconds > cached.prep_seconds
+    for (k, a), (_, b) in zip(inline.head.state_dict().items(),
+                              cached.head.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+    torch.testing.assert_close(inline.device_core.state_dict(), cached.device_core.state_dict())
+    with pytest.raises(ValueError, match="prepare_inputs"):
+        train_split("pgsl", data, cfg, opts, surrogate=surrogate, inputs=inputs[:10])
+
+
+def test_split_bench_fast_rows(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDSHIELD_DATA", raising=False)
+    assert BENCHES.get("split") is split_bench
+    bench = split_bench(RunOptions(out=tmp_path, mode="fast", data_root=None, progress=False,
+                                   threads=1))
+    rows = {(r.case.split(":")[0], r.measure): r for r in bench.rows}
+    times = [r for r in bench.rows if r.measure == "training wall time per epoch"]
+    assert len(times) == 2 and all(r.ours > 0 and r.peer and r.peer > 0 for r in times)
+    accs = [r for r in bench.rows if r.measure == "test accuracy after the timed run"]
+    assert len(accs) == 2 and all(0.0 <= r.ours <= 1.0 for r in accs)
+    assert all("plain split learning:" in (r.note or "") for r in accs)
+    prep = [r for r in bench.rows if r.measure.startswith("device pre-processing")]
+    assert len(prep) == 1 and prep[0].ours > 0
+    assert len(rows) == len(bench.rows)

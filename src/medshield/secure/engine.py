@@ -393,9 +393,14 @@ def _run(
         setup_bytes=(w0.nbytes + w1.nbytes) * ring.nbytes // ring.dtype.itemsize,
         extra={"program": prog.fingerprint(), "ring_bits": prog.ring_bits,
                "frac_bits": prog.frac_bits, "cpu_seconds": tuple(cpu),
-               "layer_seconds": {k: max(servers[0].layer_seconds[k], servers[1].layer_seconds[k])
-                                 for k in servers[0].layer_seconds}},
+               "layer_seconds": slower_server_layers(servers)},
     )
+
+
+def slower_server_layers(servers: Any) -> dict[str, float]:
+    """Per program step, the time of the slower of the two servers (``layer_seconds``)."""
+    first, second = servers
+    return {k: max(v, second.layer_seconds[k]) for k, v in first.layer_seconds.items()}
 
 
 def _single_threaded_blas() -> Any:

@@ -362,7 +362,7 @@ def run_elgamal_in_process(
     number of outputs, number whose reconstructed value differs from the exact integer
     dot product) - the measured conversion error rate.
     """
-    from medshield.secure.engine import SecureRun
+    from medshield.secure.engine import SecureRun, slower_server_layers
     from medshield.transport import InProcessChannel
 
     rng = rng if rng is not None else RandomSource()
@@ -415,8 +415,7 @@ def run_elgamal_in_process(
     stats = (chans[0].stats.snapshot(), chans[1].stats.snapshot())
     for c in chans:
         c.close()
-    layer = {k: max(servers[0].layer_seconds[k], servers[1].layer_seconds[k])
-             for k in servers[0].layer_seconds}
+    layer = slower_server_layers(servers)
     extra: dict[str, Any] = {
         "backend": "elgamal-2pc", "group": group.name, "dp_bits": walk.dp_bits,
         "max_steps": walk.max_steps, "frac_bits": prog.frac_bits, "layer_seconds": layer,

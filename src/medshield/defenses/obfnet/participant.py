@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from medshield.secure.randomness import SecurityWarning
+
 __all__ = ["RAW", "Obfuscator", "Participant"]
 
 #: The choice that stands for "send the raw sample" in :meth:`Participant.choose`.
@@ -76,6 +78,7 @@ class Participant:
                 f"Participant(seed={seed}): the ObfNet choice is reproducible and therefore "
                 "predictable by anyone who knows the seed; leave seed=None (OS randomness) "
                 "outside experiments",
+                SecurityWarning,
                 stacklevel=2,
             )
             self._rng = np.random.default_rng(seed)

@@ -71,6 +71,38 @@ def test_pgsl_head_sends_only_the_fused_streams_gradient():
     torch.testing.assert_close(probs.sum(1), torch.ones(4))
 
 
+def test_pgsl_one_backward_pass_equals_the_two_pass_reference():
+    """The server's single backward pass (stream a on detached activations) gives the device
+    the fused stream's gradient and every parameter the gradient of the summed loss, as the
+    obvious reference does: the plain stream logits, one autograd.grad of the fused loss for
+    the device, one backward of the sum for the parameters."""
+    device_half, head = pgsl_network(num_classes=3, image_size=8, width=4, hidden=8,
+                                     dropout=0.0, seed=0, rpca_iters=3)
+    t = torch.rand(5, 5, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    base = device_half(t).detach()
+
+    act = base.clone().requires_grad_(True)
+    out = head.split_losses(act, y)
+    assert out.to_device is out.total
+    head.zero_grad()
+    out.total.backward()
+    fast_sent = act.grad.clone()
+    fast = {n: p.grad.clone() for n, p in head.named_parameters()}
+
+    act = base.clone().requires_grad_(True)
+    logits = head.stream_logits(act)
+    losses = {k: F.cross_entropy(v, y) for k, v in logits.items()}
+    (ref_sent,) = torch.autograd.grad(losses["f"], act, retain_graph=True)
+    head.zero_grad()
+    sum(losses.values()).backward()
+    torch.testing.assert_close(fast_sent, ref_sent)
+    for name, p in head.named_parameters():
+        torch.testing.assert_close(fast[name], p.grad, msg=name)
+    # and the sent gradient is not the summed loss's (stream a's path is really cut)
+    assert not torch.allclose(act.grad, ref_sent)
+
+
 def test_pgsl_head_layouts_and_stream_width():
     _, head = pgsl_network(num_classes=3, image_size=8, width=4, hidden=8, stream_width=2,
                            layout="maps", rpca_iters=3)

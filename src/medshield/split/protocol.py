@@ -66,7 +66,10 @@ class HeadOutput:
     ----------
     total : scalar loss the server half is trained on
     to_device : scalar loss whose gradient w.r.t. the activations is sent to the device
-        (``total`` for plain split learning; PGSL sends the fused stream's only)
+        (``total`` for plain split learning). When it *is* ``total``, the server runs one
+        backward pass; otherwise a second one for the device's gradient. A head that must
+        send part of its loss's gradient does best to detach the activations from the other
+        parts and return ``total`` (PGSL's head does)
     logits : ``(N, K)`` scores used for the running training accuracy
     """
 

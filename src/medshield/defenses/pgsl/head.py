@@ -11,7 +11,9 @@ down-sampled image) and
    attacked data, stream *a*), on the conv-sum fusion of eqs. 7-8 of :math:`A` and :math:`L`
    (stream *f*), and on :math:`L` (stream *r*);
 3. trains all three streams (the sum of their cross-entropies) but sends the device only the
-   gradient of the fused stream's loss (section IV: "only these gradients are sent back");
+   gradient of the fused stream's loss (section IV: "only these gradients are sent back"),
+   computed in the same backward pass (the fused stream is the only differentiable path
+   from the activations);
 4. predicts with the adaptive weighted average of the streams' softmax scores (eqs. 9-11,
    initial weights 0.5/0.3/0.2 for r/f/a).
 
@@ -110,11 +112,18 @@ class PGSLHead(nn.Module):
                    svd=self.svd)
         return out.low_rank.reshape(n, c, h, w)
 
-    def stream_logits(self, act: Tensor) -> dict[str, Tensor]:
-        """Logits ``(N, K)`` of the three streams, keyed ``"a"``, ``"f"``, ``"r"``."""
+    def stream_logits(self, act: Tensor, *, only_fused_path: bool = False) -> dict[str, Tensor]:
+        """Logits ``(N, K)`` of the three streams, keyed ``"a"``, ``"f"``, ``"r"``.
+
+        ``only_fused_path=True`` feeds stream *a* a detached copy of ``act``, so that the
+        fused stream is the only path from the activations to the logits (the recovery is
+        never differentiated through): the gradient of any sum of the three losses with
+        respect to ``act`` is then the fused stream's, and the parameters' gradients are
+        unchanged.
+        """
         rec = self.recover(act)
         return {
-            "a": self.streams["a"](act),
+            "a": self.streams["a"](act.detach() if only_fused_path else act),
             "f": self.streams["f"](self.fusion(act, rec)),
             "r": self.streams["r"](rec),
         }
@@ -125,12 +134,19 @@ class PGSLHead(nn.Module):
         return fuse_scores(s["r"], s["f"], s["a"], self.weights, per=self.per)
 
     def split_losses(self, act: Tensor, y: Tensor) -> HeadOutput:
-        logits = self.stream_logits(act)
+        """The three streams' summed loss; the device gets the fused stream's gradient only.
+
+        Stream *a* reads detached activations (``only_fused_path``), so ``d total / d act``
+        *is* the fused stream's gradient and ``to_device`` is ``total``: the server needs one
+        backward pass, not a second one through the fused stream for the device's gradient
+        (tested against that two-pass reference).
+        """
+        logits = self.stream_logits(act, only_fused_path=True)
         losses = {k: F.cross_entropy(v, y) for k, v in logits.items()}
         with torch.no_grad():
             fused = self.fused({k: v.detach() for k, v in logits.items()})
-        return HeadOutput(total=losses["a"] + losses["f"] + losses["r"], to_device=losses["f"],
-                          logits=fused)
+        total = losses["a"] + losses["f"] + losses["r"]
+        return HeadOutput(total=total, to_device=total, logits=fused)
 
     def predict(self, act: Tensor) -> Tensor:
         return self.fused(self.stream_logits(act))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from medshield.benchmarks.split import split_bench
+from medshield.benchmarks.split import split_bench, step_flops
 from medshield.experiments.base import BENCHES, RunOptions
 from medshield.experiments.pgsl_common import (
     SETTINGS,
@@ -47,10 +49,37 @@ def test_split_bench_fast_rows(tmp_path, monkeypatch):
                                    threads=1))
     rows = {(r.case.split(":")[0], r.measure): r for r in bench.rows}
     times = [r for r in bench.rows if r.measure == "training wall time per epoch"]
-    assert len(times) == 2 and all(r.ours > 0 and r.peer and r.peer > 0 for r in times)
+    assert len(times) == 3 and all(r.ours > 0 and r.peer and r.peer > 0 for r in times)
     accs = [r for r in bench.rows if r.measure == "test accuracy after the timed run"]
-    assert len(accs) == 2 and all(0.0 <= r.ours <= 1.0 for r in accs)
+    assert len(accs) == 3 and all(0.0 <= r.ours <= 1.0 for r in accs)
+    flops = {r.case.split(":")[0]: r for r in bench.rows
+             if r.measure == "arithmetic per training step"}
+    assert len(flops) == 3 and len({r.peer for r in flops.values()}) == 1
+    paper, half, light = (flops[k].ours for k in flops)
+    # three full-width server halves and the fusion against one server half: well over 2.5x
+    # narrower streams cost less
+    assert paper > 2.5 * flops["PGSL (paper's streams)"].peer and paper > half > light
     assert all("plain split learning:" in (r.note or "") for r in accs)
     prep = [r for r in bench.rows if r.measure.startswith("device pre-processing")]
     assert len(prep) == 1 and prep[0].ours > 0
     assert len(rows) == len(bench.rows)
+
+
+def test_step_flops_counts_the_streams_and_the_plain_model_by_hand():
+    """The counter against arithmetic done by hand for the plain model's convolutions."""
+    cfg = with_settings(SETTINGS["fast"], width=4, hidden=8, batch_size=2)
+    data = load_images("mnist", RunOptions(out=Path("."), mode="fast", data_root=None,
+                                           progress=False), cfg, mnist_source="embedded")
+    assert data is not None
+    plain = step_flops("vanilla", data, cfg)
+    # 7 convs 3x3 on 14x14 maps, width 4: conv1 5->4, six 4->4; 2 FLOPs per multiply-add;
+    # forward + input-gradient + weight-gradient = 3x forward (conv1's input gradient is not
+    # needed, the data needs none), and the two dense layers likewise
+    n, hw = 2, 14 * 14
+    conv = [5 * 4 * 9] + [4 * 4 * 9] * 6
+    dense = [4 * hw * 8, 8 * 10]
+    fwd = [2 * n * hw * c for c in conv] + [2 * n * d for d in dense]
+    expected = 3 * sum(fwd) - fwd[0]
+    assert plain == expected
+    pgsl = step_flops("pgsl", data, cfg)
+    assert pgsl > 3 * (plain - 2 * fwd[0] - 3 * fwd[1])

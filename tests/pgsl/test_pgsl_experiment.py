@@ -9,7 +9,7 @@ import pytest
 from medshield.experiments import DEMO_SECTIONS, EXPERIMENTS
 from medshield.experiments.base import RunOptions
 from medshield.experiments.pgsl import run_pgsl
-from medshield.experiments.pgsl_common import SETTINGS, load_images
+from medshield.experiments.pgsl_common import SETTINGS, default_epochs, load_images
 from medshield.experiments.pgsl_paper import TABLE_I, TABLE_II
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,3 +72,14 @@ def test_medical_column_falls_back_to_breastmnist(shared_data: Path):
         assert data.key == "BreastMNIST" and "MIAS" in data.note
     assert data.x_train.shape[1:] == (1, 28, 28) and data.num_classes >= 2
     assert len(data.x_aux) > 0 and float(data.x_train.max()) <= 1.0
+
+
+def test_small_sets_train_their_own_number_of_epochs():
+    quick = SETTINGS["quick"]
+    assert default_epochs(quick, quick.n_train) == quick.epochs
+    assert default_epochs(quick, quick.n_train // 2) == quick.epochs
+    # BreastMNIST's 409 victims: 8 steps an epoch, so many more epochs
+    assert default_epochs(quick, 409) == quick.small_set_epochs > quick.epochs
+    # never fewer than the dataset-independent number
+    fast = SETTINGS["fast"]
+    assert default_epochs(fast, 10) == max(fast.epochs, fast.small_set_epochs)

@@ -303,7 +303,8 @@ def _run_pgsl(opts: RunOptions, frontier: bool) -> ResultsFile:
     res.sections = sections
     res.notes.append(
         f"Mode {opts.mode!r}: {cfg.n_train} training images per dataset, width {cfg.width} "
-        f"(the paper: full sets, width 64), {cfg.epochs} epochs, {cfg.devices} devices taking "
+        f"(the paper: full sets, width 64), {cfg.epochs} epochs ({cfg.small_set_epochs} for a "
+        f"set under {cfg.n_train // 2} images), {cfg.devices} devices taking "
         f"turns; gradient attacks on {cfg.n_grad_images} images, decoder on "
         f"{cfg.n_mia_images}. Quick-mode numbers are indicative only.")
     res.meta["settings"] = cfg.__dict__

@@ -36,7 +36,7 @@ from medshield.split import SplitDevice, SplitRun, SplitServer, run_in_process
 from medshield.split.protocol import ClassifierHead
 
 __all__ = ["PGSLSettings", "SETTINGS", "ImageData", "SplitModel", "load_images", "log",
-           "cached_dataset",
+           "cached_dataset", "default_epochs",
            "train_surrogate", "train_split", "prepare_inputs", "clean_input", "FusedPath", "batched"]
 
 
@@ -71,6 +71,9 @@ class PGSLSettings:
     frontier_nopeek: tuple[float, ...]
     frontier_epochs: int
     stream_width: int | None = None
+    #: epochs for a dataset with fewer than ``n_train / 2`` training images (BreastMNIST's 409
+    #: victims: 8 steps an epoch); ``cfg.epochs`` of so few steps leave it at the majority class
+    small_set_epochs: int = 1
     dlg_optimizer: str = "adam"
     dlg_lr: float = 0.2
 
@@ -89,6 +92,7 @@ SETTINGS: dict[str, PGSLSettings] = {
         dlg_iters=100, gan_epochs=3, gan_iters=60, gan_candidates=16, n_mia_images=200,
         decoder_epochs=4, decoder_width=32, noise_scale=0.5, n_attack_eval=200, cw_steps=30,
         frontier_noise=(0.25, 1.0), frontier_nopeek=(0.5, 2.0), frontier_epochs=2,
+        small_set_epochs=40,
     ),
     "full": PGSLSettings(
         n_train=55000, n_test=10000, n_aux=5000, epochs=10, batch_size=64, lr=1e-3, width=64,
@@ -97,6 +101,7 @@ SETTINGS: dict[str, PGSLSettings] = {
         n_mia_images=1000, decoder_epochs=20, decoder_width=64, noise_scale=0.5,
         n_attack_eval=1000, cw_steps=100, frontier_noise=(0.1, 0.25, 0.5, 1.0, 2.0),
         frontier_nopeek=(0.1, 0.5, 1.0, 3.0), frontier_epochs=10, dlg_lr=0.1,
+        small_set_epochs=100,
     ),
 }
 
@@ -339,6 +344,16 @@ def prepare_inputs(kind: str, data: ImageData, cfg: PGSLSettings, opts: RunOptio
                          opts.device)(data.x_train)
 
 
+def default_epochs(cfg: PGSLSettings, n: int) -> int:
+    """Epochs for ``n`` training images: ``cfg.epochs``, or ``cfg.small_set_epochs`` (never
+    fewer) when ``n < cfg.n_train / 2``. Measured on BreastMNIST (409 victims, quick
+    settings, plain split learning): 9 epochs (72 steps) predict the majority class (73.1%),
+    20 epochs reach 77.6% and 40 epochs 81.4%."""
+    if n < cfg.n_train / 2:
+        return max(cfg.epochs, cfg.small_set_epochs)
+    return cfg.epochs
+
+
 def train_split(
     kind: str,
     data: ImageData,
@@ -353,8 +368,7 @@ def train_split(
 ) -> SplitModel:
     """Train one split network with ``cfg.devices`` devices taking turns with one server.
 
-    ``epochs`` defaults to ``cfg.epochs``, scaled up (at most threefold) for a dataset smaller
-    than ``cfg.n_train`` so that it gets closer to as many optimisation steps.
+    ``epochs`` defaults to :func:`default_epochs` (``cfg.small_set_epochs`` for a small set).
 
     ``kind``: ``"vanilla"``, ``"noise"`` (Laplace noise of ``noise_scale`` on the
     activations), ``"nopeek"`` (NoPeek term of weight ``nopeek_weight``) or ``"pgsl"`` (needs
@@ -416,9 +430,8 @@ def train_split(
                                    loader, optimizer="adam", lr=cfg.lr,
                                    regularizer=regularizer, device=dev))
     server = SplitServer(server_head, optimizer="adam", lr=cfg.lr, device=dev)
-    if epochs is None:  # a small dataset (BreastMNIST) gets as many steps as a full-sized one
-        epochs = min(3 * cfg.epochs, max(cfg.epochs, round(cfg.epochs * cfg.n_train
-                                                           / max(len(inputs), 1))))
+    if epochs is None:
+        epochs = default_epochs(cfg, len(inputs))
     run = run_in_process(server, devices, epochs=epochs, evaluate=False,
                          timeout=600)
     # the trained device half is the last one handed back; load it into our copy

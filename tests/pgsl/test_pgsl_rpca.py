@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from medshield.defenses.pgsl import default_lambda, matrix_scale, rpca, svt
+from medshield.defenses.pgsl.rpca import apg_progress, relaxed_objective
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -166,3 +167,29 @@ def test_rpca_single_matrix_and_errors():
         rpca(x, scale="nope")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="method"):
         rpca(x, method="nope")  # type: ignore[arg-type]
+
+
+def test_relaxed_objective_equals_a_per_matrix_numpy_sum():
+    low0, sparse0 = _low_rank_plus_sparse(3, 6, 9, 2, 0.1, seed=4)
+    x = torch.from_numpy(low0 + sparse0)
+    out = rpca(x, mu=0.4, max_iter=7, tol=0.0)
+    got = relaxed_objective(x, out.low_rank, out.sparse, mu=0.4)
+    for b in range(3):
+        xb, lb, sb = x[b].numpy(), out.low_rank[b].numpy(), out.sparse[b].numpy()
+        m = 0.4 * np.sqrt((xb ** 2).mean())
+        want = m * (np.linalg.svd(lb, compute_uv=False).sum() + default_lambda(6, 9)
+                    * np.abs(sb).sum()) + 0.5 * ((xb - lb - sb) ** 2).sum()
+        assert float(got[b]) == pytest.approx(want, rel=1e-9)
+
+
+def test_apg_progress_reports_a_partial_recovery():
+    low0, sparse0 = _low_rank_plus_sparse(4, 8, 20, 2, 0.05, seed=5)
+    x = torch.from_numpy(low0 + sparse0).float()
+    few = apg_progress(x, 3, reference_iters=300)
+    many = apg_progress(x, 100, reference_iters=300)
+    same = apg_progress(x, 300, reference_iters=300)
+    assert 0.0 < few["decrease_share"] < many["decrease_share"] <= 1.0 + 1e-6
+    assert few["low_rank_distance"] > many["low_rank_distance"]
+    assert same["low_rank_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert same["decrease_share"] == pytest.approx(1.0)
+    assert 1.0 <= many["reference_rank"] <= 8.0

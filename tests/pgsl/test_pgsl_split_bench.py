@@ -60,6 +60,8 @@ def test_split_bench_fast_rows(tmp_path, monkeypatch):
     # narrower streams cost less
     assert paper > 2.5 * flops["PGSL (paper's streams)"].peer and paper > half > light
     assert all("plain split learning:" in (r.note or "") for r in accs)
+    recovery = [r for r in bench.rows if r.measure.startswith("recovery: share")]
+    assert len(recovery) == 3 and all(0.0 < r.ours <= 1.0 + 1e-6 for r in recovery)
     prep = [r for r in bench.rows if r.measure.startswith("device pre-processing")]
     assert len(prep) == 1 and prep[0].ours > 0
     assert len(rows) == len(bench.rows)

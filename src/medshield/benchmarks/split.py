@@ -6,8 +6,8 @@ over in-process channels (every message encoded, as over TCP).
 
 * **Ours**: PGSL training (split training with the server's robust-PCA recovery, three
   streams and the fusion), with the paper's streams (each a full-width copy of the server
-  half) and with *light* streams (a quarter of the width, 3 robust-PCA iterations), the knob
-  that bounds the server's cost.
+  half), with *half* streams (half the width) and with *light* streams (a quarter of the
+  width, 3 robust-PCA iterations): ``stream_width`` is the knob that bounds the server's cost.
 * **Peer**: plain split learning on the same model, data, batch size, optimizer, learning
   rate and number of steps (the same ``(4C+1) x H/2 x W/2`` layout, clean images).
 
@@ -21,6 +21,12 @@ per-round ratios as ``speedup`` (= plain time / PGSL time, so the goal "PGSL <= 
 ``speedup >= 0.67``) and the spread of the ratios. Test accuracy after the last round is
 reported too (with chance level), so a fast configuration cannot hide a useless one. Bytes
 per sample come from the channels' counters (both directions, all links).
+
+Beside each time, the arithmetic of one training step (:func:`step_flops`) as a ratio to plain
+split learning's: the floor under the time ratio that no implementation on the same hardware
+gets below (three full-width server halves are about three times one). And for each PGSL
+variant, how much of the robust-PCA solution its fixed recovery budget reaches on real
+cut-layer activations (:func:`~medshield.defenses.pgsl.rpca.apg_progress`).
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from medshield.defenses.pgsl import pgsl_network
+from medshield.defenses.pgsl import PGSLHead, pgsl_network
 from medshield.defenses.pgsl.resample import pgsl_channels
+from medshield.defenses.pgsl.rpca import apg_progress
 from medshield.experiments.base import BENCHES, RunOptions
 from medshield.experiments.pgsl_common import (
     SETTINGS,
     ImageData,
     PGSLSettings,
+    SplitModel,
     load_images,
     prepare_inputs,
     train_split,
@@ -57,10 +65,10 @@ def _sizes(mode: str) -> dict[str, int]:
     # quick: 2 x 2048 / 64 = 64 steps, plain split learning about 0.9 accuracy (chance 0.1);
     # about 3.5 min of CPU time in all (4.3 min wall on the shared 2-core machine)
     if mode == "fast":
-        return {"n_train": 128, "width": 8, "reps": 2, "epochs": 1}
+        return {"n_train": 128, "width": 8, "reps": 2, "epochs": 1, "reference_iters": 100}
     if mode == "quick":
-        return {"n_train": 2048, "width": 32, "reps": 4, "epochs": 2}
-    return {"n_train": 8192, "width": 64, "reps": 7, "epochs": 2}
+        return {"n_train": 2048, "width": 32, "reps": 4, "epochs": 2, "reference_iters": 1000}
+    return {"n_train": 8192, "width": 64, "reps": 7, "epochs": 2, "reference_iters": 1000}
 
 
 def step_flops(kind: str, data: ImageData, cfg: PGSLSettings, seed: int = 0) -> int:
@@ -97,6 +105,27 @@ def step_flops(kind: str, data: ImageData, cfg: PGSLSettings, seed: int = 0) -> 
     return int(counter.get_total_flops())
 
 
+def _recovery_row(name: str, model: SplitModel, data: ImageData, case: str,
+                  reference_iters: int) -> BenchRow:
+    """How much of the robust-PCA solution the head's fixed iteration budget reaches, on the
+    trained device's cut-layer activations of one batch of test images."""
+    head = model.head
+    assert isinstance(head, PGSLHead)
+    mats = head.matrices(model.wire(data.x_test[:64]))
+    p = apg_progress(mats, head.rpca_iters, mu=head.mu, reference_iters=reference_iters,
+                     svd=head.svd)
+    return BenchRow(
+        case=f"{name}: {case}", measure="recovery: share of the robust-PCA objective's "
+        f"decrease reached in {head.rpca_iters} iterations", unit="fraction",
+        ours=p["decrease_share"],
+        note=(f"against {reference_iters} APG iterations on the same {len(mats)} activation "
+              f"matrices {tuple(mats.shape[1:])} (mu {head.mu}); low-rank part "
+              f"{p['low_rank_distance']:.2f} away from the reference's (relative), mean rank "
+              f"{p['rank']:.1f} against {p['reference_rank']:.1f}: the training-time recovery "
+              "is an early iterate, not the robust-PCA solution"),
+    )
+
+
 @BENCHES.register("split")
 def split_bench(opts: RunOptions) -> BenchFile:
     """Wall time per epoch, accuracy and bytes per sample of PGSL vs plain split learning."""
@@ -117,6 +146,7 @@ def split_bench(opts: RunOptions) -> BenchFile:
     times: dict[str, list[float]] = {k: [] for k in variants}
     accuracy: dict[str, float] = {}
     bytes_per_sample: dict[str, float] = {}
+    last: dict[str, SplitModel] = {}
     try:
         data = load_images("mnist", opts, cfg)
         assert data is not None
@@ -139,6 +169,7 @@ def split_bench(opts: RunOptions) -> BenchFile:
                                     inputs=inputs[kind], epochs=epochs)
                 times[name].append((model.seconds - model.prep_seconds) / epochs)
                 if rep == size["reps"] - 1:
+                    last[name] = model
                     scores = model.scores(data.x_test)
                     accuracy[name] = float((scores.argmax(1) == data.y_test).float().mean())
                     bytes_per_sample[name] = model.run.bytes_per_sample()
@@ -180,6 +211,8 @@ def split_bench(opts: RunOptions) -> BenchFile:
             note=(f"plain split learning: {accuracy['plain']:.3f}; chance {chance:.2f}; "
                   f"{len(data.x_test)} test images; PGSL with its pixel attack at test time"),
         ))
+    for name in list(variants)[1:]:
+        rows.append(_recovery_row(name, last[name], data, case, size["reference_iters"]))
     name = "PGSL (paper's streams)"
     rows.append(BenchRow(case=case, measure="channel bytes per training sample", unit="B",
                          ours=bytes_per_sample[name], peer=bytes_per_sample["plain"],

@@ -102,15 +102,23 @@ class PGSLHead(nn.Module):
         self.weights = weights
         self.per: Literal["sample", "batch"] = per
 
+    def matrices(self, act: Tensor) -> Tensor:
+        """The activations ``(N, C, h, w)`` as the batch of matrices the recovery works on."""
+        n, c, h, w = act.shape
+        return act.detach().reshape(n, c, h * w) if self.layout == "channels" else \
+            act.detach().reshape(n * c, h, w)
+
     @torch.no_grad()
     def recover(self, act: Tensor) -> Tensor:
-        """The low-rank part of the activations ``(N, C, h, w)`` (proximal-gradient recovery)."""
-        n, c, h, w = act.shape
-        mats = act.detach().reshape(n, c, h * w) if self.layout == "channels" else \
-            act.detach().reshape(n * c, h, w)
-        out = rpca(mats, lam=self.lam, mu=self.mu, method="apg", max_iter=self.rpca_iters,
-                   svd=self.svd)
-        return out.low_rank.reshape(n, c, h, w)
+        """The low-rank part of the activations ``(N, C, h, w)`` (proximal-gradient recovery).
+
+        ``rpca_iters`` APG iterations from zero, a fixed budget: an early iterate, not the
+        robust-PCA solution (``medshield bench split`` reports how much of the objective's
+        decrease it reaches, :func:`~medshield.defenses.pgsl.rpca.apg_progress`).
+        """
+        out = rpca(self.matrices(act), lam=self.lam, mu=self.mu, method="apg",
+                   max_iter=self.rpca_iters, svd=self.svd)
+        return out.low_rank.reshape(act.shape)
 
     def stream_logits(self, act: Tensor, *, only_fused_path: bool = False) -> dict[str, Tensor]:
         """Logits ``(N, K)`` of the three streams, keyed ``"a"``, ``"f"``, ``"r"``.

@@ -23,16 +23,24 @@ def _soft_np(x: np.ndarray, tau: float) -> np.ndarray:
     return np.sign(x) * np.maximum(np.abs(x) - tau, 0)
 
 
-def apg_reference(x: np.ndarray, lam: float, mu: float, iters: int) -> tuple[np.ndarray, np.ndarray]:
-    """One matrix at a time: FISTA on mu(||L||_* + lam ||S||_1) + 1/2 ||X - L - S||^2."""
+def apg_reference(x: np.ndarray, lam: float, mu: float, iters: int,
+                  continuation: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One matrix at a time: FISTA on mu_k(||L||_* + lam ||S||_1) + 1/2 ||X - L - S||^2, with
+    mu_k = mu, or (continuation) mu_0 = 0.99 ||X||_2 shrunk by eta = min(0.9, (mu / mu_0) **
+    (1 / ceil(0.8 iters))) per iteration down to mu (Lin et al. 2009, Algorithm 2)."""
     low, sparse = np.zeros_like(x), np.zeros_like(x)
     yl, ys, t = low, sparse, 1.0
+    mu_k, eta = mu, 1.0
+    if continuation:
+        mu_k = max(0.99 * np.linalg.norm(x, 2), mu)
+        eta = min(0.9, (mu / mu_k) ** (1 / math.ceil(0.8 * iters)))
     for _ in range(iters):
         g = yl + ys - x
-        nl, ns = _svt_np(yl - g / 2, mu / 2), _soft_np(ys - g / 2, lam * mu / 2)
+        nl, ns = _svt_np(yl - g / 2, mu_k / 2), _soft_np(ys - g / 2, lam * mu_k / 2)
         tn = (1 + math.sqrt(1 + 4 * t * t)) / 2
         yl, ys = nl + (t - 1) / tn * (nl - low), ns + (t - 1) / tn * (ns - sparse)
         low, sparse, t = nl, ns, tn
+        mu_k = max(mu_k * eta, mu)
     return low, sparse
 
 
@@ -55,22 +63,51 @@ def _low_rank_plus_sparse(b: int, m: int, n: int, rank: int, frac: float, seed: 
     return low, sparse
 
 
-@pytest.mark.parametrize("method", ["apg", "admm"])
-def test_batched_rpca_equals_the_per_matrix_reference(method):
+@pytest.mark.parametrize("method,continuation", [("apg", True), ("apg", False),
+                                                 ("admm", False)])
+def test_batched_rpca_equals_the_per_matrix_reference(method, continuation):
     low0, sparse0 = _low_rank_plus_sparse(4, 12, 9, 2, 0.05, seed=0)
     x = low0 + sparse0
     lam = default_lambda(12, 9)
     iters = 25
-    ours = rpca(torch.from_numpy(x), method=method, mu=0.3, max_iter=iters, tol=0.0)
+    ours = rpca(torch.from_numpy(x), method=method, mu=0.3, max_iter=iters, tol=0.0,
+                continuation=continuation)
     assert ours.iterations == iters
     for i in range(4):
         if method == "apg":  # mu is relative to the RMS entry of each matrix
             rms = np.sqrt(np.mean(x[i] ** 2))
-            ref_l, ref_s = apg_reference(x[i], lam, 0.3 * rms, iters)
+            ref_l, ref_s = apg_reference(x[i], lam, 0.3 * rms, iters, continuation)
         else:
             ref_l, ref_s = admm_reference(x[i], lam, iters)
         np.testing.assert_allclose(ours.low_rank[i].numpy(), ref_l, atol=1e-8, rtol=1e-7)
         np.testing.assert_allclose(ours.sparse[i].numpy(), ref_s, atol=1e-8, rtol=1e-7)
+
+
+def test_continuation_brings_a_small_budget_closer_to_the_same_solution():
+    """PGSL's training-time budgets (a few to 20 iterations): with continuation the iterate is
+    several times nearer the robust-PCA solution (rank 3 here), and of about its rank from the
+    first iterations; without, it starts near full rank. Both converge to the same point."""
+    g = np.random.default_rng(7)
+    # non-negative rank-3 maps (C x hw = 16 x 49, like cut activations) plus attacked positions
+    low0 = np.einsum("bik,bjk->bij", np.abs(g.normal(size=(6, 16, 3))),
+                     np.abs(g.normal(size=(6, 49, 3))))
+    x = torch.from_numpy(low0 + np.where(g.random(low0.shape) < 0.03, 4.0, 0.0))
+    ref = rpca(x, mu=0.55, max_iter=3000, tol=0.0).low_rank
+    plain_ref = rpca(x, mu=0.55, max_iter=3000, tol=0.0, continuation=False).low_rank
+    torch.testing.assert_close(ref, plain_ref, rtol=1e-6, atol=1e-8)
+
+    def dist(a: torch.Tensor) -> float:
+        return float((a - ref).norm() / ref.norm())
+
+    assert all(_rank(a.numpy(), 1e-3) == 3 for a in ref)
+    for budget in (6, 10, 20):
+        cont = rpca(x, mu=0.55, max_iter=budget, tol=0.0).low_rank
+        plain = rpca(x, mu=0.55, max_iter=budget, tol=0.0, continuation=False).low_rank
+        assert dist(cont) < 0.5 * dist(plain), (budget, dist(cont), dist(plain))
+    cont = rpca(x, mu=0.55, max_iter=3, tol=0.0).low_rank
+    plain = rpca(x, mu=0.55, max_iter=3, tol=0.0, continuation=False).low_rank
+    assert max(_rank(a.numpy(), 1e-3) for a in cont) <= 4
+    assert min(_rank(a.numpy(), 1e-3) for a in plain) >= 10
 
 
 def test_admm_recovers_a_synthetic_low_rank_plus_sparse_matrix():
@@ -99,7 +136,7 @@ def test_absolute_scale_is_the_plain_reference():
     x = low0 + sparse0
     ours = rpca(torch.from_numpy(x), mu=0.3, max_iter=15, tol=0.0, scale="absolute")
     for i in range(2):
-        ref_l, _ = apg_reference(x[i], default_lambda(10, 8), 0.3, 15)
+        ref_l, _ = apg_reference(x[i], default_lambda(10, 8), 0.3, 15, continuation=True)
         np.testing.assert_allclose(ours.low_rank[i].numpy(), ref_l, atol=1e-8, rtol=1e-7)
     np.testing.assert_allclose(matrix_scale(torch.from_numpy(x)).numpy(),
                                np.sqrt((x**2).mean(axis=(1, 2))))

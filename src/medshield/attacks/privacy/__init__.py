@@ -6,16 +6,18 @@ observes and knows; see :mod:`medshield.attacks.privacy.threat`) and receives ex
 (reconstruction, recovered labels, and after ``score`` the MSE/PSNR/SSIM, label recovery and
 the accuracy of a classifier on the reconstructions).
 
-===================== ========================== =============================================
-name                  class                      paper
-===================== ========================== =============================================
-decoder-inversion     :class:`DecoderInversion`  He et al., ACSAC 2019; Titcombe et al. 2021
-dlg                   :class:`DLG`               Zhu and Han, NeurIPS 2019
-idlg                  :class:`IDLG`              Zhao, Mopuri and Bilen, 2020
-gan-inversion         :class:`GANInversion`      Hitaj et al., CCS 2017 (DCGAN prior)
-(ObfNet coordinator)  :class:`ObfNetInversion`,  Zheng et al. 2019 (ObfNet's claims, measured;
-                      :class:`ObfNetIdentifier`  threat model :data:`OBFNET_COORDINATOR`)
-===================== ========================== =============================================
+===================== ============================ ===========================================
+name                  class                        paper
+===================== ============================ ===========================================
+decoder-inversion     :class:`DecoderInversion`    He et al., ACSAC 2019; Titcombe et al. 2021
+dlg                   :class:`DLG`                 Zhu and Han, NeurIPS 2019
+idlg                  :class:`IDLG`                Zhao, Mopuri and Bilen, 2020
+inverting-gradients   :class:`InvertingGradients`  Geiping, Bauermeister, Dröge and Moeller,
+                                                   NeurIPS 2020 (cosine matching, TV prior)
+gan-inversion         :class:`GANInversion`        Hitaj et al., CCS 2017 (DCGAN prior)
+(ObfNet coordinator)  :class:`ObfNetInversion`,    Zheng et al. 2019 (ObfNet's claims, measured;
+                      :class:`ObfNetIdentifier`    threat model :data:`OBFNET_COORDINATOR`)
+===================== ============================ ===========================================
 """
 
 from medshield.attacks.privacy.decoder_inversion import DecoderInversion, InversionDecoder
@@ -27,6 +29,11 @@ from medshield.attacks.privacy.gan_inversion import (
     train_dcgan,
 )
 from medshield.attacks.privacy.idlg import IDLG, last_linear_weight, recover_labels
+from medshield.attacks.privacy.inverting_gradients import (
+    InvertingGradients,
+    cosine_gradient_distance,
+    total_variation,
+)
 from medshield.attacks.privacy.obfnet_inversion import (
     OBFNET_COORDINATOR,
     ObfNetIdentifier,
@@ -60,6 +67,9 @@ __all__ = [
     "InversionDecoder",
     "DLG",
     "IDLG",
+    "InvertingGradients",
+    "cosine_gradient_distance",
+    "total_variation",
     "GANInversion",
     "DCGANGenerator",
     "DCGANDiscriminator",

@@ -50,15 +50,28 @@ def test_split_bench_fast_rows(tmp_path, monkeypatch):
     rows = {(r.case.split(":")[0], r.measure): r for r in bench.rows}
     times = [r for r in bench.rows if r.measure == "training wall time per epoch"]
     assert len(times) == 3 and all(r.ours > 0 and r.peer and r.peer > 0 for r in times)
+    assert all("raw images" in (r.peer_name or "") for r in times)
+    strict = [r for r in bench.rows if r.measure.startswith("training wall time per epoch, "
+                                                            "against the down-sampled")]
+    assert len(strict) == 3 and all(r.peer and r.peer > 0 and "down-sampled" in r.peer_name
+                                    for r in strict)
+    # the two peers are different runs: their medians differ
+    assert {r.peer for r in strict}.isdisjoint({r.peer for r in times})
     accs = [r for r in bench.rows if r.measure == "test accuracy after the timed run"]
     assert len(accs) == 3 and all(0.0 <= r.ours <= 1.0 for r in accs)
     flops = {r.case.split(":")[0]: r for r in bench.rows
              if r.measure == "arithmetic per training step"}
     assert len(flops) == 3 and len({r.peer for r in flops.values()}) == 1
     paper, half, light = (flops[k].ours for k in flops)
-    # three full-width server halves and the fusion against one server half: well over 2.5x
-    # narrower streams cost less
-    assert paper > 2.5 * flops["PGSL (paper's streams)"].peer and paper > half > light
+    cfg = with_settings(SETTINGS["fast"], n_train=128, width=8, epochs=1, n_test=256, n_aux=64)
+    data = load_images("mnist", RunOptions(out=tmp_path, mode="fast", data_root=None,
+                                           progress=False), cfg)
+    strict_flops = step_flops("vanilla", data, cfg) / 1e9
+    # three full-width server halves and the fusion against one server half on the same
+    # down-sampled layout: well over 2.5x; narrower streams cost less. The raw-image plain
+    # model (the rows' peer) works on four times the positions
+    assert paper > 2.5 * strict_flops and paper > half > light
+    assert flops["PGSL (paper's streams)"].peer > 3 * strict_flops
     assert all("plain split learning:" in (r.note or "") for r in accs)
     recovery = [r for r in bench.rows if r.measure.startswith("recovery: share")]
     assert len(recovery) == 3 and all(0.0 < r.ours <= 1.0 + 1e-6 for r in recovery)
@@ -85,3 +98,10 @@ def test_step_flops_counts_the_streams_and_the_plain_model_by_hand():
     assert plain == expected
     pgsl = step_flops("pgsl", data, cfg)
     assert pgsl > 3 * (plain - 2 * fwd[0] - 3 * fwd[1])
+    # plain split learning on the raw 1 x 28 x 28 images: conv1 1->4, the maps 28 x 28
+    raw = step_flops("raw", data, cfg)
+    hw = 28 * 28
+    conv = [1 * 4 * 9] + [4 * 4 * 9] * 6
+    dense = [4 * hw * 8, 8 * 10]
+    fwd = [2 * n * hw * c for c in conv] + [2 * n * d for d in dense]
+    assert raw == 3 * sum(fwd) - fwd[0]

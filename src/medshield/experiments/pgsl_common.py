@@ -8,6 +8,10 @@ The undefended baseline ("vanilla" split learning) uses the same network as PGSL
 same ``(4C+1) x H/2 x W/2`` layout, fed the *clean* image with an all-zero map channel: the
 reversible down-sampling loses nothing, so this changes no privacy property, and PGSL and
 plain split learning then differ only by PGSL's own pieces (same model size, same traffic).
+
+``"raw"`` is plain split learning as a user without PGSL runs it: the same CNN on the raw
+``C x H x W`` images (no down-sampling, so every convolution works on four times as many
+positions), cut after conv2. ``medshield bench split`` measures PGSL against both.
 """
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ from medshield.defenses.activation_noise import ActivationNoise
 from medshield.defenses.nopeek import NoPeek
 from medshield.defenses.pgsl import PGSLHead, PGSLTransform, downsample, pgsl_network
 from medshield.experiments.base import RunOptions
-from medshield.models import LeNet5
+from medshield.models import PGSLCNN, LeNet5, cut_model
 from medshield.runtime import data_dir
 from medshield.split import SplitDevice, SplitRun, SplitServer, run_in_process
 from medshield.split.protocol import ClassifierHead
 
 __all__ = ["PGSLSettings", "SETTINGS", "ImageData", "SplitModel", "load_images", "log",
            "cached_dataset", "default_epochs",
-           "train_surrogate", "train_split", "prepare_inputs", "clean_input", "FusedPath", "batched"]
+           "train_surrogate", "train_split", "prepare_inputs", "raw_split_network",
+           "clean_input", "FusedPath", "batched"]
 
 
 @dataclass(frozen=True)
@@ -249,11 +254,12 @@ class SplitModel:
 
     Attributes
     ----------
-    kind : ``"vanilla"``, ``"noise"``, ``"nopeek"`` or ``"pgsl"``
+    kind : ``"vanilla"``, ``"raw"``, ``"noise"``, ``"nopeek"`` or ``"pgsl"``
     device_core : the device half without any defence layer
     device_half : what the device runs (``device_core`` plus noise, for ``"noise"``)
     head : the server head
-    prepare : raw images, labels -> device input ``(N, 4C+1, H/2, W/2)``
+    prepare : raw images, labels -> device input ``(N, 4C+1, H/2, W/2)`` (``"raw"``: the
+        images themselves)
     run : the split-learning run (history, channel counters)
     seconds : wall time of training, device pre-processing included
     prep_seconds : wall time of the device's one-off pre-processing of its training data
@@ -334,14 +340,30 @@ def _pgsl_prepare(transform: PGSLTransform, device: torch.device) -> Callable[..
 def prepare_inputs(kind: str, data: ImageData, cfg: PGSLSettings, opts: RunOptions, *,
                    surrogate: nn.Module | None = None) -> Tensor:
     """The device's one-off pre-processing of ``data.x_train`` as :func:`train_split` does it
-    (PGSL: pixel attack, saliency map, down-sampling; the others: down-sampling), to compute
-    once and pass to several :func:`train_split` calls as ``inputs``."""
+    (PGSL: pixel attack, saliency map, down-sampling; ``"raw"``: none; the others:
+    down-sampling), to compute once and pass to several :func:`train_split` calls as
+    ``inputs``."""
+    if kind == "raw":
+        return data.x_train
     if kind != "pgsl":
         return clean_input(data.x_train)
     if surrogate is None:
         raise ValueError("PGSL needs the device's surrogate classifier for its pixel attack")
     return _pgsl_prepare(PGSLTransform(surrogate, max_pixels=cfg.max_pixels),
                          opts.device)(data.x_train)
+
+
+def raw_split_network(*, num_classes: int, image_channels: int = 1, image_size: int = 28,
+                      width: int = 64, hidden: int = 128, dropout: float = 0.25,
+                      seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """Plain split learning's network on raw images: :class:`~medshield.models.PGSLCNN` on
+    ``C x H x W`` (no down-sampling), cut after conv2; ``(device_half, server_half)``, seeded
+    as :func:`~medshield.defenses.pgsl.pgsl_network`'s device half and fused stream."""
+    opts = dict(num_classes=num_classes, in_channels=image_channels, input_size=image_size,
+                hidden=hidden, dropout=dropout, width=width)
+    device_half, _ = cut_model(PGSLCNN(seed=seed, **opts), "conv2")  # type: ignore[arg-type]
+    _, server_half = cut_model(PGSLCNN(seed=seed + 2, **opts), "conv2")  # type: ignore[arg-type]
+    return device_half, server_half
 
 
 def default_epochs(cfg: PGSLSettings, n: int) -> int:
@@ -370,7 +392,8 @@ def train_split(
 
     ``epochs`` defaults to :func:`default_epochs` (``cfg.small_set_epochs`` for a small set).
 
-    ``kind``: ``"vanilla"``, ``"noise"`` (Laplace noise of ``noise_scale`` on the
+    ``kind``: ``"vanilla"``, ``"raw"`` (plain split learning on the raw images, without the
+    down-sampling; see the module notes), ``"noise"`` (Laplace noise of ``noise_scale`` on the
     activations), ``"nopeek"`` (NoPeek term of weight ``nopeek_weight``) or ``"pgsl"`` (needs
     the device's ``surrogate`` classifier).
 
@@ -392,6 +415,14 @@ def train_split(
         transform = PGSLTransform(surrogate, max_pixels=cfg.max_pixels)
         prepare = _pgsl_prepare(transform, dev)
         server_head: nn.Module = head
+    elif kind == "raw":
+        device_core, server_half = raw_split_network(
+            num_classes=data.num_classes, image_channels=c, image_size=h, width=cfg.width,
+            hidden=cfg.hidden, seed=opts.seed)
+
+        def prepare(x: Tensor, y: Tensor | None = None) -> Tensor:
+            return x
+        server_head = ClassifierHead(server_half)
     else:
         def prepare(x: Tensor, y: Tensor | None = None) -> Tensor:
             return clean_input(x)

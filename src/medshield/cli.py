@@ -291,14 +291,12 @@ def serve(
 
 
 def _add_subcommands() -> None:
-    """Attach the party command groups (``medshield secure ...``) when their modules exist."""
-    import importlib.util
-
-    if importlib.util.find_spec("medshield.secure.cli") is None:  # pragma: no cover
-        return
+    """Attach the party command groups (``medshield secure ...``, ``medshield split ...``)."""
     from medshield.secure.cli import secure_app
+    from medshield.split.cli import split_app
 
     app.add_typer(secure_app, name="secure")
+    app.add_typer(split_app, name="split")
 
 
 _add_subcommands()

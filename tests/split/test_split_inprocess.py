@@ -6,8 +6,9 @@ import copy
 
 import pytest
 import torch
-from _split_fixtures import centralised, device_batches, halves
+from _split_fixtures import CUT, centralised, device_batches, halves
 
+from medshield.models import MODELS, cut_model
 from medshield.split import (
     SplitDevice,
     SplitProtocolError,
@@ -70,9 +71,31 @@ def test_device_error_surfaces_in_caller():
     dev_half, srv_half = halves(0)
     bad = [(torch.rand(2, 1, 8, 8), torch.tensor([0, 7]))]  # label 7 of 3 classes
     server = SplitServer(srv_half, optimizer="sgd", lr=0.1, device="cpu")
-    with pytest.raises((IndexError, RuntimeError)):
+    with pytest.raises(SplitProtocolError, match=r"labels 0\.\.7.*same network"):
         run_in_process(server, [SplitDevice(dev_half, bad, optimizer="sgd", device="cpu")],
                        epochs=1, timeout=10)
+
+
+def test_activations_of_another_network_or_malformed_batches_are_clear_errors():
+    """A device built from another configuration (wider cut layer), and hand-made malformed
+    forward messages: the server names the problem instead of failing inside a layer."""
+    _, srv_half = halves(0)
+    wider, _ = cut_model(MODELS.create("pgsl-cnn", in_channels=1, input_size=8, width=6,
+                                       hidden=8, num_classes=3, dropout=0.0, seed=0), CUT)
+    server = SplitServer(srv_half, device="cpu")
+    with pytest.raises(SplitProtocolError, match=r"shape \(2, 6, 8, 8\).*same network"):
+        run_in_process(server, [SplitDevice(wider, device_batches(0, 1, 2), device="cpu")],
+                       epochs=1, timeout=10)
+    for bad, match in (({"act": [1.0, 2.0], "y": torch.zeros(1)}, "'act' is list"),
+                       ({"act": torch.zeros(2, 4, 8, 8)}, "'y' is NoneType"),
+                       ({"act": torch.zeros(2, 4, 8, 8), "y": torch.zeros(3)}, "N labels"),
+                       ({"act": torch.zeros(2, 4, 8, 8, dtype=torch.long),
+                         "y": torch.zeros(2)}, "floating-point")):
+        a, b = InProcessChannel.pair()
+        b.send({"op": "hello", "rank": 0})
+        b.send({"op": "forward", **bad})
+        with pytest.raises(SplitProtocolError, match=match):
+            SplitServer(halves(0)[1], device="cpu").run([a], epochs=1, timeout=5)
 
 
 def test_unexpected_message_is_a_clear_protocol_error():

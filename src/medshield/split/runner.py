@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,10 +137,13 @@ def device_tcp(
     port: int,
     *,
     rank: int,
+    ssl_context: ssl.SSLContext | None = None,
     connect_timeout: float = 10.0,
     timeout: float | None = 60.0,
     turn_timeout: float | None = 600.0,
 ) -> DeviceReport:
-    """Connect ``device`` to a server at ``host:port`` and run it to the end."""
-    with TcpChannel.connect(host, port, timeout=connect_timeout) as ch:
+    """Connect ``device`` to a server at ``host:port`` (over TLS with a client
+    ``ssl_context``, :func:`medshield.transport.tls.client_context`) and run it to the end."""
+    with TcpChannel.connect(host, port, ssl_context=ssl_context,
+                            timeout=connect_timeout) as ch:
         return device.run(ch, rank=rank, timeout=timeout, turn_timeout=turn_timeout)

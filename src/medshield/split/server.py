@@ -116,7 +116,7 @@ class SplitServer:
                     if op == "end_turn":
                         handoff = msg["state"]
                         break
-                    loss, ok, n = self._train_batch(ch, msg)
+                    loss, ok, n = self._train_batch(ch, msg, rank)
                     loss_sum += loss * n
                     correct += ok
                     seen += n
@@ -133,11 +133,26 @@ class SplitServer:
         history.seconds = time.perf_counter() - t0
         return history
 
-    def _train_batch(self, ch: Channel, msg: dict[str, Any]) -> tuple[float, int, int]:
+    def _train_batch(self, ch: Channel, msg: dict[str, Any], rank: int = 0
+                     ) -> tuple[float, int, int]:
         self.head.train()
-        act = msg["act"].to(self.device).requires_grad_(True)
-        y = msg["y"].to(self.device).long()
-        out = self.head.split_losses(act, y)
+        act = _tensor(msg, "act", rank).to(self.device)
+        y = _tensor(msg, "y", rank).to(self.device).long()
+        if not act.is_floating_point() or y.dim() != 1 or act.dim() < 2 or len(y) != len(act):
+            raise SplitProtocolError(
+                f"device {rank} sent {tuple(act.shape)} activations with {tuple(y.shape)} "
+                f"labels ({act.dtype}); a batch needs floating-point (N, ...) activations and "
+                "N labels")
+        act.requires_grad_(True)
+        try:
+            out = self.head.split_losses(act, y)
+        except (RuntimeError, IndexError, ValueError) as exc:
+            raise SplitProtocolError(
+                f"device {rank} sent activations of shape {tuple(act.shape)} (labels "
+                f"{int(y.min())}..{int(y.max())}) that the server half cannot take: "
+                f"{str(exc).splitlines()[0]}. The device and the server must build the same "
+                "network from the same configuration (medshield split: the same run.json)"
+            ) from None
         self.optimizer.zero_grad(set_to_none=True)
         if out.to_device is out.total:
             out.total.backward()
@@ -162,5 +177,24 @@ class SplitServer:
             if op == "report":
                 total = int(msg["total"])
                 return int(msg["correct"]) / total if total else None
-            logits = self.head.predict(msg["act"].to(self.device))
+            act = _tensor(msg, "act", -1).to(self.device)
+            try:
+                logits = self.head.predict(act)
+            except (RuntimeError, ValueError) as exc:
+                raise SplitProtocolError(
+                    f"a device sent evaluation activations of shape {tuple(act.shape)} that "
+                    f"the server half cannot take: {str(exc).splitlines()[0]}"
+                ) from None
             ch.send({"op": "logits", "logits": logits})
+
+
+def _tensor(msg: dict[str, Any], key: str, rank: int) -> torch.Tensor:
+    """``msg[key]`` if it is a tensor; else a clear :class:`SplitProtocolError`."""
+    value = msg.get(key)
+    if not isinstance(value, torch.Tensor):
+        who = f"device {rank}" if rank >= 0 else "a device"
+        raise SplitProtocolError(
+            f"{who} sent a {msg.get('op')!r} message whose {key!r} is "
+            f"{type(value).__name__}, not a tensor; both parties must run the same "
+            "medshield.split protocol")
+    return value

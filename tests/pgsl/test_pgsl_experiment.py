@@ -41,6 +41,9 @@ def test_reproduce_pgsl_fast_has_every_table_with_paper_beside_ours(fast_results
     for name, (_, mnist) in TABLE_I.items():
         assert t1[name]["paper"] == mnist and t1[name]["ours"] >= 0
     assert {"JSMA + MIA (defence-aware)", "[8] + MIA (defence-aware)"} <= set(t1)
+    # Inverting Gradients, beyond the paper: against every model, no paper figure beside it
+    for name in ("IG", "JSMA + IG", "[8] + IG", "Ours (IG)"):
+        assert t1[name]["paper"] is None and t1[name]["ours"] >= 0
     t2 = {r["method"]: r for r in res.tables["table2_accuracy"] if r["paper dataset"] == "MNIST"}
     for name, (_, mnist) in TABLE_II.items():
         assert t2[name]["paper"] == mnist and 0 <= t2[name]["ours"] <= 100

@@ -58,6 +58,9 @@ from medshield.runtime import seed_everything
 __all__ = ["run_pgsl", "run_dataset", "mu_sweep"]
 
 PAPER_MU = 0.55
+#: the gradient attacks of Table I: the paper's three and Inverting Gradients (Geiping et al.
+#: 2020), the critic's strongest attacker of the same threat model
+GRADIENT_ATTACKS = ("DLG", "iDLG", "DCGAN", "IG")
 
 
 def _paper(table: dict[str, tuple[float, float]], row: str, key: str) -> float | None:
@@ -157,7 +160,7 @@ def run_dataset(data: ImageData, cfg: PGSLSettings, opts: RunOptions) -> dict[st
     t1["MIA"] = decoder_attack(vanilla, data, cfg, opts, aware=False, judge=judge)
     on_pgsl = gradient_attacks(pgsl, data, cfg, gan, judge=judge, recover_mu=PAPER_MU,
                                seed=opts.seed)
-    for name in ("DLG", "iDLG", "DCGAN"):
+    for name in GRADIENT_ATTACKS:
         t1[f"JSMA + {name}"] = on_pgsl[f"{name}/raw"]
     t1["JSMA + MIA"] = decoder_attack(pgsl, data, cfg, opts, aware=False, judge=judge)
     t1["JSMA + MIA (defence-aware)"] = decoder_attack(pgsl, data, cfg, opts, aware=True,
@@ -167,13 +170,13 @@ def run_dataset(data: ImageData, cfg: PGSLSettings, opts: RunOptions) -> dict[st
     t1["[8] + MIA"] = decoder_attack(noise, data, cfg, opts, aware=False, judge=judge)
     t1["[8] + MIA (defence-aware)"] = decoder_attack(noise, data, cfg, opts, aware=True,
                                                      judge=judge)
-    for name in ("DLG", "iDLG", "DCGAN"):
+    for name in GRADIENT_ATTACKS:
         t1[f"Ours ({name})"] = on_pgsl[name]
 
     log(opts, "Table I attacks done")
     # --- Table II: evasion attacks, reconstructions, PGSL's streams
     t2 = _evasion_rows(key, label, data, cfg, vanilla, surrogate, x_att)
-    for name in ("DLG", "iDLG", "DCGAN"):
+    for name in GRADIENT_ATTACKS:
         out = t1[name]
         t2.append({"method": name, "dataset": label, "paper dataset": _paper_dataset(key),
                    "paper": _paper(paper.TABLE_II, name, key),
@@ -207,6 +210,8 @@ def _image_figure(part: dict[str, Any], k: int = 3) -> FigureSpec:
     rows, labels = [], []
     cols = [("original", t1["DLG"].truth), ("attacked (PGSL device)", part["attacked"]),
             ("DCGAN", t1["DCGAN"].reconstructions), ("DLG", t1["DLG"].reconstructions),
+            ("Inverting Gradients", t1["IG"].reconstructions),
+            ("IG on PGSL (JSMA + IG)", t1["JSMA + IG"].reconstructions),
             ("DCGAN on PGSL + PG", t1["Ours (DCGAN)"].reconstructions),
             ("DLG on PGSL + PG", t1["Ours (DLG)"].reconstructions),
             ("MIA decoder", t1["MIA"].reconstructions),
@@ -282,7 +287,10 @@ def _run_pgsl(opts: RunOptions, frontier: bool) -> ResultsFile:
                      "[0, 1]; the paper does not state its scale). Higher is more private. "
                      "Gradient attacks see one example's gradient of the device half and the "
                      "server path (whole-model gradients; DLG/iDLG optimise with Adam, which "
-                     "beats L-BFGS on these ReLU/BatchNorm nets); MIA decodes the activations of "
+                     "beats L-BFGS on these ReLU/BatchNorm nets). IG is Inverting Gradients "
+                     "(Geiping et al. 2020, not in the paper): cosine gradient matching with a "
+                     "total-variation prior, the strongest attacker of that threat model. MIA "
+                     "decodes the activations of "
                      "test images with a decoder trained on auxiliary images. 'defence-aware' "
                      "rows train the decoder on defended activations. 'Ours (X)' applies PGSL's "
                      "recovery (mu = 0.55) to the reconstruction of 'JSMA + X'."),

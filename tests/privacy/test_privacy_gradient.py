@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _privacy_helpers import baseline_mse, relu_cnn, sigmoid_cnn
+from _privacy_helpers import baseline_mse, relu_cnn, sigmoid_cnn, trained_pgsl_cnn
 
 from medshield.attacks import ATTACKS
 from medshield.attacks.privacy import (
@@ -109,33 +109,12 @@ def test_registered_by_name():
     assert {"dlg", "idlg", "decoder-inversion", "gan-inversion"} <= set(ATTACKS.names())
 
 
-def _trained_bn_relu_cnn(digits) -> torch.nn.Module:
-    """PGSL's kind of victim: 3x3 conv -> BatchNorm -> ReLU blocks and two dense layers,
-    trained for two epochs on 1,000 digits (about half accurate; under a second)."""
-    from medshield.models import PGSLCNN
-
-    x, y = digits
-    model = PGSLCNN(num_classes=10, in_channels=1, input_size=16, width=8, hidden=32, seed=0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(2):
-        perm = torch.randperm(1000, generator=g)
-        for i in range(0, 1000, 50):
-            idx = perm[i : i + 50]
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
-
-
 def test_inverting_gradients_beats_dlg_on_a_relu_batchnorm_network(digits):
     """Where DLG stalls (a trained deep ReLU/BatchNorm CNN), cosine matching with a TV prior
     reconstructs: at the same number of Adam steps, at well under half DLG's error, and some
     images better than the trivial attacker (the mean image, a strong guess for digits)."""
     x, y = digits
-    model = _trained_bn_relu_cnn(digits)
+    model = trained_pgsl_cnn(digits)
     know = Knowledge(model=model, input_shape=(1, 16, 16))
     errs: dict[str, list[float]] = {"ig": [], "dlg": []}
     for k in range(3):

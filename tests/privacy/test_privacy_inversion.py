@@ -1,11 +1,12 @@
-"""Decoder inversion (black box) and the DCGAN-prior attack beat the trivial attacker."""
+"""Decoder inversion (black box), white-box inversion and the DCGAN-prior attack beat the
+trivial attacker."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _privacy_helpers import baseline_mse, relu_cnn, sigmoid_cnn
+from _privacy_helpers import baseline_mse, relu_cnn, sigmoid_cnn, trained_pgsl_cnn
 
 from medshield.attacks.privacy import (
     DecoderInversion,
@@ -79,3 +80,73 @@ def test_gan_prior_attack_beats_the_mean_image_in_ssim(digits):
         assert m["label_recovery"] == 1.0  # labels read off the last layer (iDLG)
         gains.append(m["ssim"] - float(ssim(aux.mean(0, keepdim=True), xi)))
     assert sum(gains) / len(gains) > 0.2, gains
+
+
+def _device_half(digits, seed: int = 0) -> torch.nn.Module:
+    """The device half of PGSL's CNN (two conv/BatchNorm/ReLU blocks), briefly trained."""
+    from medshield.models import cut_model
+
+    return cut_model(trained_pgsl_cnn(digits, seed), "conv2")[0].eval()
+
+
+def test_whitebox_inversion_reconstructs_through_the_known_device_half(digits):
+    """The server knows the device half (it relays its weights): two conv layers are inverted
+    almost exactly, far below the trivial attacker; noise on the activations slows it."""
+    from medshield.attacks.privacy import WhiteBoxInversion
+
+    x, _ = digits
+    aux, secret = x[:600], x[1000:1032]
+    device = _device_half(digits)
+    before = {k: v.clone() for k, v in device.state_dict().items()}
+    with torch.no_grad():
+        acts = device(secret)
+    attack = WhiteBoxInversion(iterations=150)
+    res = attack.run(Observation(activations=acts), Knowledge(model=device,
+                                                             input_shape=(1, 16, 16)))
+    m = reconstruction_metrics(res.reconstruction, secret)
+    assert res.reconstruction.shape == secret.shape and res.labels is None
+    assert m["mse"] < 0.01 * baseline_mse(secret, aux) and m["ssim"] > 0.95, m
+    assert res.info["relative_residual"] < 0.01 and res.info["threat_model"] == "white-box-mia"
+    assert all(p.requires_grad for p in device.parameters())  # restored after the attack
+    torch.testing.assert_close(device.state_dict(), before)  # the weights were not touched
+    noisy = acts + torch.distributions.Laplace(0.0, 0.5).sample(acts.shape)
+    res_noisy = attack.run(Observation(activations=noisy),
+                           Knowledge(model=device, input_shape=(1, 16, 16)))
+    assert reconstruction_metrics(res_noisy.reconstruction, secret)["mse"] > 5 * m["mse"]
+
+
+def test_whitebox_inversion_in_chunks_equals_one_image_at_a_time(digits):
+    """Batching is only for speed: each image's problem is independent (slow reference: one
+    image per run). In float64: in float32, Adam scales the rounding noise of near-zero
+    gradients up to step-sized moves, which would differ with the batch's reduction order."""
+    from medshield.attacks.privacy import WhiteBoxInversion
+
+    secret = digits[0][1000:1006].double()
+    device = _device_half(digits, 1).double()
+    with torch.no_grad():
+        acts = device(secret)
+    know = Knowledge(model=device, input_shape=(1, 16, 16))
+    fast = WhiteBoxInversion(iterations=20, tv=1e-2, batch_size=4).run(
+        Observation(activations=acts), know).reconstruction
+    slow = torch.cat([WhiteBoxInversion(iterations=20, tv=1e-2, batch_size=1).run(
+        Observation(activations=acts[i : i + 1]), know).reconstruction for i in range(6)])
+    assert fast.dtype == torch.float64
+    torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-9)
+
+
+def test_whitebox_inversion_threat_model_and_errors(digits):
+    from medshield.attacks import ATTACKS
+    from medshield.attacks.privacy import WhiteBoxInversion
+
+    device = _device_half(digits)
+    acts = device(digits[0][:2]).detach()
+    with pytest.raises(ThreatModelError, match="aux_images"):
+        WhiteBoxInversion(iterations=2).run(
+            Observation(activations=acts),
+            Knowledge(model=device, input_shape=(1, 16, 16), aux_images=digits[0][:4]))
+    with pytest.raises(ThreatModelError, match="model"):
+        WhiteBoxInversion(iterations=2).run(Observation(activations=acts),
+                                            Knowledge(input_shape=(1, 16, 16)))
+    with pytest.raises(ValueError, match="lr"):
+        WhiteBoxInversion(lr=0.0)
+    assert isinstance(ATTACKS.create("rmle", iterations=3), WhiteBoxInversion)

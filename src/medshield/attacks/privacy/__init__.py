@@ -14,6 +14,8 @@ dlg                   :class:`DLG`                 Zhu and Han, NeurIPS 2019
 idlg                  :class:`IDLG`                Zhao, Mopuri and Bilen, 2020
 inverting-gradients   :class:`InvertingGradients`  Geiping, Bauermeister, Dröge and Moeller,
                                                    NeurIPS 2020 (cosine matching, TV prior)
+whitebox-inversion    :class:`WhiteBoxInversion`   He, Zhang and Lee, ACSAC 2019 (white-box
+                                                   rMLE; threat model :data:`WHITE_BOX_MIA`)
 gan-inversion         :class:`GANInversion`        Hitaj et al., CCS 2017 (DCGAN prior)
 (ObfNet coordinator)  :class:`ObfNetInversion`,    Zheng et al. 2019 (ObfNet's claims, measured;
                       :class:`ObfNetIdentifier`    threat model :data:`OBFNET_COORDINATOR`)
@@ -51,6 +53,7 @@ from medshield.attacks.privacy.threat import (
     ThreatModel,
     ThreatModelError,
 )
+from medshield.attacks.privacy.whitebox_inversion import WHITE_BOX_MIA, WhiteBoxInversion
 
 __all__ = [
     "ThreatModel",
@@ -68,6 +71,8 @@ __all__ = [
     "DLG",
     "IDLG",
     "InvertingGradients",
+    "WhiteBoxInversion",
+    "WHITE_BOX_MIA",
     "cosine_gradient_distance",
     "total_variation",
     "GANInversion",

@@ -42,15 +42,22 @@ def test_reproduce_pgsl_fast_has_every_table_with_paper_beside_ours(fast_results
         assert t1[name]["paper"] == mnist and t1[name]["ours"] >= 0
     assert {"JSMA + MIA (defence-aware)", "[8] + MIA (defence-aware)"} <= set(t1)
     # Inverting Gradients, beyond the paper: against every model, no paper figure beside it
-    for name in ("IG", "JSMA + IG", "[8] + IG", "Ours (IG)"):
+    # ... and the white-box inversion through the device half the server relays
+    for name in ("IG", "JSMA + IG", "[8] + IG", "Ours (IG)", "rMLE (white-box)",
+                 "JSMA + rMLE (white-box)", "[8] + rMLE (white-box)"):
         assert t1[name]["paper"] is None and t1[name]["ours"] >= 0
     t2 = {r["method"]: r for r in res.tables["table2_accuracy"] if r["paper dataset"] == "MNIST"}
     for name, (_, mnist) in TABLE_II.items():
         assert t2[name]["paper"] == mnist and 0 <= t2[name]["ours"] <= 100
     for sweep in res.tables["fig3_mu_sweep"]:
         assert sweep["paper"] == 0.55 and 0.05 <= sweep["ours"] <= 0.95
-    frontier = {r["defence"] for r in res.tables["privacy_utility_frontier"]}
-    assert {"none", "PGSL"} <= frontier and any(d.startswith("NoPeek") for d in frontier)
+    frontier = {r["defence"]: r for r in res.tables["privacy_utility_frontier"]}
+    assert {"none", "PGSL"} <= set(frontier) and any(d.startswith("NoPeek") for d in frontier)
+    for row in frontier.values():  # the strongest of the three attackers is reported
+        tried = [row["ssim (paper's attacker)"], row["ssim (defence-aware)"],
+                 row["ssim (white-box)"]]
+        assert row["ssim (strongest)"] == max(tried)
+        assert row["strongest attacker"] in ("paper's", "defence-aware", "white-box")
     assert {f.id for f in res.figures} >= {"mu_sweep", "reconstructions_mnist", "frontier"}
     cost = res.meta["MNIST"]["cost"]
     assert cost["pgsl"]["bytes_per_sample"] > 0 and cost["vanilla"]["bytes_per_sample"] > 0
@@ -63,6 +70,7 @@ def test_pgsl_demo_section_fast(tmp_path: Path):
     for row in rows.values():
         assert row["bytes per sample"] > 0 and row["rounds (all links)"] > 0
         assert -1 <= row["MIA ssim (defence-aware)"] <= 1
+        assert -1 <= row["white-box ssim (server knows the device half)"] <= 1
 
 
 def test_medical_column_falls_back_to_breastmnist(shared_data: Path):

@@ -40,6 +40,7 @@ from medshield.experiments.pgsl_attacks import (
     fit_gan_prior,
     gradient_attacks,
     recover_images,
+    whitebox_attack,
 )
 from medshield.experiments.pgsl_common import (
     SETTINGS,
@@ -61,6 +62,8 @@ PAPER_MU = 0.55
 #: the gradient attacks of Table I: the paper's three and Inverting Gradients (Geiping et al.
 #: 2020), the critic's strongest attacker of the same threat model
 GRADIENT_ATTACKS = ("DLG", "iDLG", "DCGAN", "IG")
+#: white-box inversion of the activations (He et al. 2019): the server knows the device half
+WHITE_BOX = "rMLE (white-box)"
 
 
 def _paper(table: dict[str, tuple[float, float]], row: str, key: str) -> float | None:
@@ -158,6 +161,7 @@ def run_dataset(data: ImageData, cfg: PGSLSettings, opts: RunOptions) -> dict[st
     t1: dict[str, AttackOutcome] = {}
     t1.update(gradient_attacks(vanilla, data, cfg, gan, judge=judge, seed=opts.seed))
     t1["MIA"] = decoder_attack(vanilla, data, cfg, opts, aware=False, judge=judge)
+    t1[WHITE_BOX] = whitebox_attack(vanilla, data, cfg, judge=judge)
     on_pgsl = gradient_attacks(pgsl, data, cfg, gan, judge=judge, recover_mu=PAPER_MU,
                                seed=opts.seed)
     for name in GRADIENT_ATTACKS:
@@ -165,11 +169,13 @@ def run_dataset(data: ImageData, cfg: PGSLSettings, opts: RunOptions) -> dict[st
     t1["JSMA + MIA"] = decoder_attack(pgsl, data, cfg, opts, aware=False, judge=judge)
     t1["JSMA + MIA (defence-aware)"] = decoder_attack(pgsl, data, cfg, opts, aware=True,
                                                       judge=judge)
+    t1[f"JSMA + {WHITE_BOX}"] = whitebox_attack(pgsl, data, cfg, judge=judge)
     for name, out in gradient_attacks(noise, data, cfg, gan, judge=judge, seed=opts.seed).items():
         t1[f"[8] + {name}"] = out
     t1["[8] + MIA"] = decoder_attack(noise, data, cfg, opts, aware=False, judge=judge)
     t1["[8] + MIA (defence-aware)"] = decoder_attack(noise, data, cfg, opts, aware=True,
                                                      judge=judge)
+    t1[f"[8] + {WHITE_BOX}"] = whitebox_attack(noise, data, cfg, judge=judge)
     for name in GRADIENT_ATTACKS:
         t1[f"Ours ({name})"] = on_pgsl[name]
 
@@ -215,7 +221,8 @@ def _image_figure(part: dict[str, Any], k: int = 3) -> FigureSpec:
             ("DCGAN on PGSL + PG", t1["Ours (DCGAN)"].reconstructions),
             ("DLG on PGSL + PG", t1["Ours (DLG)"].reconstructions),
             ("MIA decoder", t1["MIA"].reconstructions),
-            ("MIA on PGSL, defence-aware", t1["JSMA + MIA (defence-aware)"].reconstructions)]
+            ("MIA on PGSL, defence-aware", t1["JSMA + MIA (defence-aware)"].reconstructions),
+            ("white-box on PGSL", t1[f"JSMA + {WHITE_BOX}"].reconstructions)]
     for name, imgs in cols:
         labels.append(name)
         rows.append([imgs[i].clamp(0, 1).numpy().tolist() for i in range(min(k, len(imgs)))])
@@ -292,7 +299,10 @@ def _run_pgsl(opts: RunOptions, frontier: bool) -> ResultsFile:
                      "total-variation prior, the strongest attacker of that threat model. MIA "
                      "decodes the activations of "
                      "test images with a decoder trained on auxiliary images. 'defence-aware' "
-                     "rows train the decoder on defended activations. 'Ours (X)' applies PGSL's "
+                     "rows train the decoder on defended activations. 'rMLE (white-box)' (He "
+                     "et al. 2019, not in the paper) inverts the activations through the device "
+                     "half's weights, which the server relays between devices' turns. 'Ours "
+                     "(X)' applies PGSL's "
                      "recovery (mu = 0.55) to the reconstruction of 'JSMA + X'."),
         Section(title="PGSL: recognition accuracy (Table II)", tables=["table2_accuracy"],
                 text="Accuracy (%). Evasion attacks are crafted on the device's surrogate "

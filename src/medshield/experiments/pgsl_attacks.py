@@ -15,7 +15,10 @@ and :class:`~medshield.attacks.privacy.Knowledge`:
   images (the generator's output is fed through the clean down-sampling);
 * decoder inversion (MIA): the cut-layer activations, with query access to the device (the
   paper's attacker queries the undefended device half; the defence-aware one queries the
-  device as deployed, defence included).
+  device as deployed, defence included);
+* white-box inversion (rMLE, He et al. 2019; not in the paper): the cut-layer activations and
+  the device half's weights, which the split-learning server relays between devices' turns
+  (for the noise defence: the weights without the noise draws).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from medshield.attacks.privacy import (
     InvertingGradients,
     Knowledge,
     Observation,
+    WhiteBoxInversion,
     observe_gradients,
     reconstruction_metrics,
 )
@@ -49,7 +53,7 @@ from medshield.experiments.pgsl_common import (
 )
 
 __all__ = ["AttackOutcome", "recover_images", "gradient_attacks", "decoder_attack",
-           "fit_gan_prior", "CleanAdapter"]
+           "whitebox_attack", "fit_gan_prior", "CleanAdapter"]
 
 Judge = Callable[[Tensor], Tensor]  # raw images -> class scores
 
@@ -200,6 +204,21 @@ def decoder_attack(
                                defence=model.kind if aware else None))
     return AttackOutcome(_score(res.reconstruction, x, y, judge), res.reconstruction, x,
                          info={"decoder_train_mse": res.info.get("decoder_train_mse")})
+
+
+def whitebox_attack(model: SplitModel, data: ImageData, cfg: PGSLSettings, *,
+                    judge: Judge | None) -> AttackOutcome:
+    """White-box inversion (He et al. 2019, rMLE) of the activations of secret test images
+    through the device half's known weights; the reconstruction's image part is scored."""
+    x = data.x_test[: cfg.n_mia_images]
+    y = data.y_test[: cfg.n_mia_images]
+    attack = WhiteBoxInversion(iterations=cfg.wb_iters, tv=cfg.wb_tv, image_of=_image_part)
+    res = attack.run(Observation(activations=model.wire(x, y)),
+                     Knowledge(model=model.device_core,
+                               input_shape=tuple(clean_input(x[:1]).shape[1:])))
+    rec = _image_part(res.reconstruction).clamp(0, 1)
+    return AttackOutcome(_score(rec, x, y, judge), rec, x,
+                         info={"relative_residual": res.info["relative_residual"]})
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

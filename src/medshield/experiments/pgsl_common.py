@@ -86,6 +86,10 @@ class PGSLSettings:
     #: images to a mean MSE of 0.04 where DLG's 1000 stay at 0.38, a blank guess 0.10)
     ig_iters: int = 500
     ig_tv: float = 0.1
+    #: white-box inversion of the activations (He et al. 2019): Adam steps and TV weight
+    #: (measured: 200 steps invert the quick MNIST model's undefended activations exactly)
+    wb_iters: int = 200
+    wb_tv: float = 1e-3
 
 
 SETTINGS: dict[str, PGSLSettings] = {
@@ -95,6 +99,7 @@ SETTINGS: dict[str, PGSLSettings] = {
         gan_epochs=1, gan_iters=3, gan_candidates=2, n_mia_images=16, decoder_epochs=1,
         decoder_width=8, noise_scale=0.5, n_attack_eval=16, cw_steps=3,
         frontier_noise=(0.5,), frontier_nopeek=(0.5,), frontier_epochs=1, ig_iters=5,
+        wb_iters=5,
     ),
     "quick": PGSLSettings(
         n_train=2000, n_test=400, n_aux=1000, epochs=3, batch_size=64, lr=2e-3, width=32,
@@ -111,7 +116,7 @@ SETTINGS: dict[str, PGSLSettings] = {
         n_mia_images=1000, decoder_epochs=20, decoder_width=64, noise_scale=0.5,
         n_attack_eval=1000, cw_steps=100, frontier_noise=(0.1, 0.25, 0.5, 1.0, 2.0),
         frontier_nopeek=(0.1, 0.5, 1.0, 3.0), frontier_epochs=10, dlg_lr=0.1,
-        small_set_epochs=100, ig_iters=2000,
+        small_set_epochs=100, ig_iters=2000, wb_iters=500,
     ),
 }
 

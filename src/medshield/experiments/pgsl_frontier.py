@@ -2,10 +2,12 @@
 
 For no defence, Laplace noise at several scales (Titcombe et al.), NoPeek at several weights
 (Vepakomma et al.) and PGSL, on MNIST: the task accuracy of the deployed pipeline against the
-SSIM of the best decoder reconstruction of its activations. Two decoder attackers are tried
-(``docs/threat-models.md``: report the strongest): the paper's, trained on the undefended
-device half's outputs, and the defence-aware one, trained on the defended device's outputs
-(the noise added, the NoPeek-trained weights, PGSL's pixel attack and down-sampling).
+SSIM of the best reconstruction of its activations. Three attackers are tried
+(``docs/threat-models.md``: report the strongest): the paper's decoder, trained on the
+undefended device half's outputs; the defence-aware decoder, trained on the defended device's
+outputs (the noise added, the NoPeek-trained weights, PGSL's pixel attack and down-sampling);
+and the white-box inversion through the device half's weights, which the split-learning
+server relays between turns (He et al. 2019).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from medshield.experiments.base import RunOptions
-from medshield.experiments.pgsl_attacks import decoder_attack
+from medshield.experiments.pgsl_attacks import decoder_attack, whitebox_attack
 from medshield.experiments.pgsl_common import PGSLSettings, SplitModel, train_split
 from medshield.results import FigureSpec
 
@@ -22,7 +24,7 @@ __all__ = ["frontier_part", "frontier_row"]
 
 def frontier_row(name: str, model: SplitModel, part: dict[str, Any], cfg: PGSLSettings,
                  opts: RunOptions) -> dict[str, Any]:
-    """Accuracy and reconstruction quality of one defended model under both decoders."""
+    """Accuracy and reconstruction quality of one defended model under the three attackers."""
     data = part["data"]
     judge = part["models"]["vanilla"].scores
     n = cfg.n_attack_eval
@@ -30,15 +32,19 @@ def frontier_row(name: str, model: SplitModel, part: dict[str, Any], cfg: PGSLSe
     naive = decoder_attack(model, data, cfg, opts, aware=False, judge=judge).metrics
     aware = naive if model.kind == "vanilla" else \
         decoder_attack(model, data, cfg, opts, aware=True, judge=judge).metrics
-    strongest = max((naive, aware), key=lambda m: m["ssim"])
+    white = whitebox_attack(model, data, cfg, judge=judge).metrics
+    attackers = {"paper's": naive, "defence-aware": aware, "white-box": white}
+    if model.kind == "vanilla":
+        del attackers["defence-aware"]  # the same attacker as the paper's
+    label, strongest = max(attackers.items(), key=lambda kv: kv[1]["ssim"])
     return {
         "defence": name, "accuracy": acc,
         "ssim (paper's attacker)": naive["ssim"], "ssim (defence-aware)": aware["ssim"],
+        "ssim (white-box)": white["ssim"],
         "ssim (strongest)": strongest["ssim"], "mse (strongest)": strongest["mse"],
         "classifier accuracy on reconstructions (strongest)":
             strongest.get("classifier_accuracy"),
-        "strongest attacker": "defence-aware" if strongest is aware and model.kind != "vanilla"
-        else "paper's",
+        "strongest attacker": label,
         "bytes per sample": round(model.run.bytes_per_sample(), 1),
     }
 
@@ -68,7 +74,9 @@ def frontier_part(part: dict[str, Any], opts: RunOptions, cfg: PGSLSettings) -> 
         ylabel="value",
     )
     text = ("Task accuracy of each deployed pipeline (test images) against the SSIM of the "
-            "best decoder reconstruction of its activations; lower SSIM = more private. "
-            "'strongest' is the better of the paper's attacker and the defence-aware one. "
+            "best reconstruction of its activations; lower SSIM = more private. "
+            "'strongest' is the best of the paper's decoder, the defence-aware decoder and "
+            "the white-box inversion through the device half's weights (which the server "
+            "relays between devices' turns). "
             f"Models other than the Table I ones train for {cfg.frontier_epochs} epochs.")
     return {"rows": rows, "figure": fig, "text": text}

@@ -105,3 +105,18 @@ def test_student_is_small() -> None:
         net = MODELS.create("student-cnn", num_classes=10, in_channels=channels)
         assert count_parameters(net) < 300_000
         assert net.eval()(torch.rand(2, channels, 32, 32)).shape == (2, 10)
+
+
+def test_eval_mode_restores_every_flag_also_on_error():
+    from medshield.models.base import eval_mode
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(2))
+    net.train()
+    net[1].eval()  # a mixed state, as a caller may leave it
+    before = [m.training for m in net.modules()]
+    with eval_mode(net) as inside:
+        assert inside is net and not any(m.training for m in net.modules())
+    assert [m.training for m in net.modules()] == before
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(net):
+        raise RuntimeError("boom")
+    assert [m.training for m in net.modules()] == before

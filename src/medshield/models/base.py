@@ -26,7 +26,7 @@ from torch import nn
 
 from medshield.registry import Registry
 
-__all__ = ["MODELS", "Staged", "WeightsError", "count_parameters", "seeded_init"]
+__all__ = ["MODELS", "Staged", "WeightsError", "count_parameters", "seeded_init", "eval_mode"]
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
 
@@ -101,6 +101,23 @@ def seeded_init(seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the enclosed block; every submodule's ``training`` flag is
+    restored on exit, also on error (a caller's model is handed back as it came).
+
+    Attacks use it to replay a forward pass exactly (no dropout, BatchNorm on its running
+    statistics). Gradients are not switched off.
+    """
+    saved = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, flag in saved:
+            module.training = flag
 
 
 def check_positive(**values: int) -> None:

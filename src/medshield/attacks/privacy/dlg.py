@@ -34,6 +34,7 @@ from medshield.attacks.privacy.threat import (
     model_device,
 )
 from medshield.attacks.registry import ATTACKS
+from medshield.models.base import eval_mode
 
 __all__ = ["DLG", "observe_gradients", "gradient_distance", "soft_cross_entropy"]
 
@@ -50,18 +51,13 @@ def observe_gradients(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tenso
     setting in which the adversary can replay the forward pass exactly; the training flags are
     restored afterwards. Parameters the loss does not depend on are left out.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         names, params = zip(
             *[(n, p) for n, p in model.named_parameters() if p.requires_grad], strict=True
         )
         with torch.enable_grad():
             loss = F.cross_entropy(model(x), y)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
-    finally:
-        for m, flag in modes:
-            m.training = flag
     return {n: g.detach() for n, g in zip(names, grads, strict=True) if g is not None}
 
 
@@ -175,11 +171,9 @@ class GradientInversion:
         num_classes: int,
     ) -> InversionResult:
         dev = model_device(model)
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
         gen = torch.Generator().manual_seed(self.seed)
         best: tuple[float, Tensor, Tensor | None] | None = None
-        try:
+        with eval_mode(model):
             for _ in range(self.restarts):
                 x = torch.rand(self.batch_size, *shape, generator=gen).to(dev).requires_grad_(True)
                 if labels is None:
@@ -201,9 +195,6 @@ class GradientInversion:
                     rec_labels = hard
                 if best is None or value < best[0]:
                     best = (value, x.detach(), rec_labels)
-        finally:
-            for m, flag in modes:
-                m.training = flag
         assert best is not None
         rec = best[1].clamp(0, 1) if self.clamp else best[1]
         return InversionResult(

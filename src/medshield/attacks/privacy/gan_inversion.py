@@ -33,6 +33,7 @@ from medshield.attacks.privacy.threat import (
     model_device,
 )
 from medshield.attacks.registry import ATTACKS
+from medshield.models.base import eval_mode
 from medshield.runtime import get_device
 
 __all__ = ["GANInversion", "DCGANGenerator", "DCGANDiscriminator", "train_dcgan"]
@@ -245,14 +246,9 @@ class GANInversion:
                     "last linear layer, which is not among the observed gradients"
                 ) from None
             labels = recover_labels(grads[name], self.batch_size).to(dev)
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
         g = torch.Generator().manual_seed(self.seed + 1)
-        try:
+        with eval_mode(model):
             return self._search(model, gen_net, grads, labels, g)
-        finally:
-            for m, flag in modes:
-                m.training = flag
 
     def _search(
         self,

@@ -45,6 +45,7 @@ from medshield.attacks.privacy.threat import (
     model_device,
 )
 from medshield.attacks.registry import ATTACKS
+from medshield.models.base import eval_mode
 
 __all__ = ["InvertingGradients", "cosine_gradient_distance", "total_variation"]
 
@@ -147,21 +148,16 @@ class InvertingGradients(GradientInversion):
             threat = GRADIENT_LEAKAGE.name
         if len(labels) != self.batch_size:
             raise ValueError(f"got {len(labels)} labels for batch_size={self.batch_size}")
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
         gen = torch.Generator().manual_seed(self.seed)
         dev = model_device(model)
         best: tuple[float, Tensor] | None = None
-        try:
+        with eval_mode(model):
             for _ in range(self.restarts):
                 x = (0.5 + 0.1 * torch.randn(self.batch_size, *shape, generator=gen)).clamp(0, 1)
                 x = x.to(dev).requires_grad_(True)
                 value = self._descend(model, x, labels, grads)
                 if best is None or value < best[0]:
                     best = (value, x.detach())
-        finally:
-            for m, flag in modes:
-                m.training = flag
         assert best is not None
         return InversionResult(
             reconstruction=best[1].clamp(0, 1).cpu(), labels=labels.cpu(),

@@ -35,6 +35,7 @@ from medshield.attacks.privacy.threat import (
     model_device,
 )
 from medshield.attacks.registry import ATTACKS
+from medshield.models.base import eval_mode
 
 __all__ = ["WHITE_BOX_MIA", "WhiteBoxInversion"]
 
@@ -107,25 +108,22 @@ class WhiteBoxInversion:
         assert observation.activations is not None and knowledge.model is not None
         assert knowledge.input_shape is not None
         model = knowledge.model
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
         params = [(p, p.requires_grad) for p in model.parameters()]
-        for p, _ in params:
-            p.requires_grad_(False)
         dev = model_device(model)
         acts = observation.activations
         parts, residuals = [], []
-        try:
-            for i in range(0, len(acts), self.batch_size):
-                a = acts[i : i + self.batch_size].to(dev)
-                x, res = self._invert(model, a, tuple(knowledge.input_shape))
-                parts.append(x.cpu())
-                residuals.append(res.cpu())
-        finally:
-            for m, flag in modes:
-                m.training = flag
-            for p, flag in params:
-                p.requires_grad_(flag)
+        with eval_mode(model):
+            try:
+                for p, _ in params:  # gradients w.r.t. the input only
+                    p.requires_grad_(False)
+                for i in range(0, len(acts), self.batch_size):
+                    a = acts[i : i + self.batch_size].to(dev)
+                    x, res = self._invert(model, a, tuple(knowledge.input_shape))
+                    parts.append(x.cpu())
+                    residuals.append(res.cpu())
+            finally:
+                for p, flag in params:
+                    p.requires_grad_(flag)
         residual = torch.cat(residuals)
         return InversionResult(
             reconstruction=torch.cat(parts), labels=None,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from medshield.attacks.evasion import JSMA
 from medshield.defenses.base import DEFENSES
 from medshield.defenses.pgsl.resample import downsample
+from medshield.models.base import eval_mode
 
 __all__ = ["saliency_map", "PGSLTransform"]
 
@@ -42,18 +43,12 @@ def saliency_map(
     derivatives make ``beta = -alpha`` exactly; see :class:`~medshield.attacks.evasion.JSMA`).
     The model's training flags are left as they were; it is evaluated in eval mode.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            out = model(xg)
-            out = out if use_logits else out.softmax(1)
-            (d_all,) = torch.autograd.grad(out.sum(), xg, retain_graph=True)
-            (d_cls,) = torch.autograd.grad(out.gather(1, y.view(-1, 1).long()).sum(), xg)
-    finally:
-        for m, flag in modes:
-            m.training = flag
+    with eval_mode(model), torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        out = model(xg)
+        out = out if use_logits else out.softmax(1)
+        (d_all,) = torch.autograd.grad(out.sum(), xg, retain_graph=True)
+        (d_cls,) = torch.autograd.grad(out.gather(1, y.view(-1, 1).long()).sum(), xg)
     alpha, beta = d_cls, d_all - d_cls
     cond = (alpha < 0) & (beta > 0) if inverted else (alpha > 0) & (beta < 0)
     smap = torch.where(cond, -alpha * beta, torch.zeros_like(alpha)).sum(1, keepdim=True)

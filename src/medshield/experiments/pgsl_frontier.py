@@ -70,8 +70,8 @@ def frontier_part(part: dict[str, Any], opts: RunOptions, cfg: PGSLSettings) -> 
         id="frontier", kind="bar", x=[r["defence"] for r in rows],
         series={"task accuracy": [r["accuracy"] for r in rows],
                 "reconstruction SSIM (strongest attacker)": [r["ssim (strongest)"] for r in rows]},
-        title=f"{data.label}: privacy-utility frontier (higher accuracy, lower SSIM is better)",
-        ylabel="value",
+        title=f"{data.label}: privacy-utility frontier",
+        ylabel="accuracy (higher better), SSIM (lower better)",
     )
     text = ("Task accuracy of each deployed pipeline (test images) against the SSIM of the "
             "best reconstruction of its activations; lower SSIM = more private. "

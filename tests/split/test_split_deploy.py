@@ -25,8 +25,13 @@ def test_pgsl_trains_across_real_processes_over_mutual_tls(tmp_path: Path, monke
     assert result.exit_code == 0, result.output + "".join(
         p.read_text() for p in (out / "logs").glob("*.log"))
     assert "mutual TLS" in result.output and "test accuracy per device" in result.output
+    assert "device half sealed" in result.output
     summary = json.loads((out / "history.json").read_text())
     assert summary["tls"] is True and summary["config"]["defence"] == "pgsl"
+    # the device half passed through the server encrypted: it kept no copy of it
+    assert summary["sealed_handoff"] is True and not (out / "device_half.pt").exists()
+    key = (out / "devices" / "handoff.key").read_bytes()
+    assert len(key) == 32 and key.hex() not in (out / "logs" / "server.log").read_text()
     assert set(summary["eval_accuracy"]) == {"0", "1"}
     assert all(0.0 <= a <= 1.0 for a in summary["eval_accuracy"].values())
     assert summary["samples"] == 256 and summary["bytes_total"] > 256 * 8 * 14 * 14 * 4
@@ -76,6 +81,10 @@ def test_bad_configs_and_tls_options_are_clear_errors(tmp_path: Path):
     assert tls_contexts(None, None, None, server=True) is None
     with pytest.raises(ValueError, match="all of --ca, --cert and --key"):
         tls_contexts(tmp_path / "ca.pem", None, None, server=False)
+    result = CliRunner().invoke(app, ["split", "keygen", "--out", str(tmp_path / "k")])
+    assert result.exit_code == 0 and len((tmp_path / "k").read_bytes()) == 32
+    result = CliRunner().invoke(app, ["split", "keygen", "--out", str(tmp_path / "k")])
+    assert result.exit_code == 1 and "never overwritten" in result.output
     result = CliRunner().invoke(app, ["split", "device", "--config", str(path), "--rank", "0"])
     assert result.exit_code == 1 and "widht" in result.output
     result = CliRunner().invoke(app, ["split", "device", "--config", str(tmp_path / "ok.json"),

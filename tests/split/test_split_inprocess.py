@@ -10,6 +10,7 @@ from _split_fixtures import CUT, centralised, device_batches, halves
 
 from medshield.models import MODELS, cut_model
 from medshield.split import (
+    HandoffSeal,
     SplitDevice,
     SplitProtocolError,
     SplitServer,
@@ -122,3 +123,61 @@ def test_regularizer_and_transform_hooks_are_used():
     _, run = _split_run(1, epochs=1, optimizer="sgd", lr=0.1, transform=transform,
                         regularizer=reg)
     assert calls == {"transform": 3 + 1, "reg": 3}
+
+
+def test_sealed_handoff_trains_the_same_model_without_the_server_holding_it():
+    """With a hand-off key shared by the devices, the run is the same (same weights on every
+    device at the end), but the server only ever relays opaque, authenticated blobs."""
+    dev_half, srv_half = halves(0)
+
+    def run(seal_for):
+        devices = [SplitDevice(copy.deepcopy(dev_half), device_batches(k), optimizer="adam",
+                               lr=0.01, device="cpu", handoff_seal=seal_for(k))
+                   for k in range(3)]
+        server = SplitServer(copy.deepcopy(srv_half), optimizer="adam", lr=0.01, device="cpu")
+        return devices, server, run_in_process(server, devices, epochs=2)
+
+    shared = bytes(32)  # a test key; real keys come from HandoffSeal.generate / write_key
+
+    plain_devices, plain_server, plain = run(lambda k: None)
+    sealed_devices, sealed_server, sealed = run(lambda k: HandoffSeal(shared))
+    assert plain.history.device_state is not None and not plain.history.sealed_handoff
+    assert sealed.history.device_state is None and sealed.history.sealed_handoff
+    torch.testing.assert_close(sealed_server.head.model.state_dict(),
+                               plain_server.head.model.state_dict())
+    for d in sealed_devices:  # every device holds the final device half after the evaluation
+        torch.testing.assert_close(d.model.state_dict(), plain.history.device_state)
+
+
+def test_handoff_seal_refuses_other_keys_tampering_rollback_and_plaintext(tmp_path):
+    a, b = HandoffSeal(bytes(32)), HandoffSeal(bytes(range(32)))
+    first = a.seal({"model": {"w": torch.ones(3)}}, counter=1)
+    assert isinstance(first["sealed"], bytes) and b"\x00\x00\x80?" not in first["sealed"]
+    with pytest.raises(SplitProtocolError, match="another key"):
+        b.open(first)
+    forged = dict(first, sealed=first["sealed"][:-1] + bytes([first["sealed"][-1] ^ 1]))
+    with pytest.raises(SplitProtocolError, match="another key or altered"):
+        a.open(forged)
+    with pytest.raises(SplitProtocolError, match="another key or altered"):
+        a.open(dict(first, counter=2))  # the counter is authenticated
+    reader = HandoffSeal(bytes(32))
+    second = a.seal({"model": {"w": torch.zeros(3)}}, counter=2)
+    assert reader.open(second)[1] == 2
+    with pytest.raises(SplitProtocolError, match="rollback"):
+        reader.open(first)
+    with pytest.raises(SplitProtocolError, match="plaintext or malformed"):
+        reader.open({"model": {}})
+    keyless = SplitDevice(halves(0)[0], [], device="cpu")
+    with pytest.raises(SplitProtocolError, match="holds no hand-off key"):
+        keyless.load_state(second)
+    path = HandoffSeal.write_key(tmp_path / "handoff.key")
+    assert (path.stat().st_mode & 0o777) == 0o600 and len(path.read_bytes()) == 32
+    assert HandoffSeal.load(path).open(HandoffSeal.load(path).seal({"x": 1}, 1))[0] == {"x": 1}
+    with pytest.raises(FileExistsError):
+        HandoffSeal.write_key(path)
+    (tmp_path / "short.key").write_bytes(b"123")
+    with pytest.raises(ValueError, match="not a 32-byte"):
+        HandoffSeal.load(tmp_path / "short.key")
+    with pytest.raises(ValueError, match="keygen"):
+        HandoffSeal.load(tmp_path / "missing.key")
+    assert repr(b) == "HandoffSeal(highest_seen=0)"  # the key never reaches a repr or a log

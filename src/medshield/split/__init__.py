@@ -3,7 +3,8 @@
 * :class:`SplitDevice`: the layers up to the cut, on the data owner's side; sends activations
   and labels, receives the activation gradient.
 * :class:`SplitServer`: the rest of the network; orchestrates several devices taking turns
-  (vanilla split learning), relaying the device-half weights between them.
+  (vanilla split learning), relaying the device-half weights between them (sealed by the
+  devices with a :class:`HandoffSeal`, the server relays them without being able to read them).
 * :func:`run_in_process` (threads + :class:`~medshield.transport.InProcessChannel`),
   :func:`serve_tcp` / :func:`device_tcp` (separate processes over TCP).
 
@@ -12,6 +13,7 @@ PGSL (:mod:`medshield.defenses.pgsl`) plugs in as a device transform and a serve
 """
 
 from medshield.split.device import Regularizer, SplitDevice, Transform
+from medshield.split.handoff import HandoffSeal
 from medshield.split.protocol import (
     OPS,
     ClassifierHead,
@@ -28,6 +30,7 @@ from medshield.split.server import SplitServer
 
 __all__ = [
     "SplitDevice",
+    "HandoffSeal",
     "SplitServer",
     "SplitRun",
     "SplitHistory",

@@ -3,7 +3,8 @@
 * ``serve``: the server (the layers after the cut; PGSL's head with ``--defence pgsl``);
 * ``device``: one device (its data shard and the layers up to the cut);
 * ``local``: a server and ``--devices`` device processes on loopback, optionally over mutual
-  TLS with a throw-away CA, then a summary.
+  TLS with a throw-away CA and with the device half sealed between devices, then a summary;
+* ``keygen``: a hand-off key for the devices (never for the server).
 
 Every party reads the same ``run.json`` (:class:`~medshield.split.deploy.DeployConfig`).
 Wired into the main CLI with ``app.add_typer(split_app, name="split")``; also runs as
@@ -86,15 +87,33 @@ def serve_cmd(
     typer.echo(f"DONE {json.dumps({'eval_accuracy': acc, 'bytes': history.bytes_total()})}")
 
 
+@split_app.command("keygen")
+def keygen_cmd(
+    out: Annotated[Path, typer.Option(help="Where to write the 32-byte key (mode 0600).")],
+) -> None:
+    """Create a hand-off key: copy it to every device, never to the server."""
+    from medshield.split.handoff import HandoffSeal
+
+    try:
+        path = HandoffSeal.write_key(out)
+    except FileExistsError:
+        raise _fail(f"{out} exists; a key is never overwritten (remove it first)") from None
+    typer.echo(f"hand-off key: {path}")
+
+
 @split_app.command("device")
 def device_cmd(
     config: Config,
     rank: Annotated[int, typer.Option(help="This device's rank (0 .. devices - 1).")],
     server: Annotated[str, typer.Option(help="HOST:PORT of the server.")] = "127.0.0.1:9300",
     ca: Ca = None, cert: Cert = None, key: Key = None,
+    handoff_key: Annotated[Path | None, typer.Option(
+        help="The devices' shared hand-off key (medshield split keygen): the device half "
+             "then passes through the server encrypted.")] = None,
 ) -> None:
     """Run one device: pre-process its shard, train its turns, evaluate when asked."""
     from medshield.split.deploy import run_device, tls_contexts
+    from medshield.split.handoff import HandoffSeal
     from medshield.split.protocol import SplitProtocolError
     from medshield.transport import TransportError
 
@@ -102,7 +121,8 @@ def device_cmd(
     host, port = _address(server)
     try:
         ctx = tls_contexts(ca, cert, key, server=False)
-        report = run_device(cfg, rank, host, port, ssl_context=ctx)
+        seal = None if handoff_key is None else HandoffSeal.load(handoff_key)
+        report = run_device(cfg, rank, host, port, ssl_context=ctx, handoff_seal=seal)
     except (ValueError, TransportError, SplitProtocolError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"DONE {json.dumps(report)}")
@@ -120,6 +140,9 @@ def local_cmd(
         "--data", help="Data directory (default: $MEDSHIELD_DATA; embedded data when unset).")
     ] = None,
     tls: Annotated[bool, typer.Option("--tls/--no-tls", help="Mutual TLS, throw-away CA.")] = True,
+    seal_handoff: Annotated[bool, typer.Option(
+        "--seal-handoff/--plain-handoff",
+        help="Encrypt the device half between devices (a fresh key, devices only).")] = True,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/split-local"),
     width: Annotated[int, typer.Option(help="Conv width of PGSL's CNN.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -140,15 +163,22 @@ def local_cmd(
     logs.mkdir(exist_ok=True)
     config = cfg.save(out / "run.json")
     server_tls: list[str] = []
-    device_tls: list[str] = []
+    device_args: list[str] = []
     if tls:
         from medshield.transport.tls import generate_local_pki
 
         pki = generate_local_pki(out / "pki")
         server_tls = ["--ca", str(pki.ca_cert), "--cert", str(pki.server_cert),
                       "--key", str(pki.server_key)]
-        device_tls = ["--ca", str(pki.ca_cert), "--cert", str(pki.client_cert),
+        device_args = ["--ca", str(pki.ca_cert), "--cert", str(pki.client_cert),
                       "--key", str(pki.client_key)]
+    if seal_handoff:
+        from medshield.split.handoff import HandoffSeal
+
+        key_file = out / "devices" / "handoff.key"
+        if key_file.exists():
+            key_file.unlink()
+        device_args += ["--handoff-key", str(HandoffSeal.write_key(key_file))]
     me = [sys.executable, "-m", "medshield.split.cli"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     deadline = time.monotonic() + timeout
@@ -165,13 +195,14 @@ def local_cmd(
                 raise _fail(f"the server did not start; see {logs / 'server.log'}")
             port = int(line.split()[1])
             typer.echo(f"server on 127.0.0.1:{port} ({'mutual TLS' if tls else 'plain TCP'}), "
-                       f"{devices} device processes, defence {defence}")
+                       f"{devices} device processes, defence {defence}, device half "
+                       f"{'sealed' if seal_handoff else 'relayed in clear'} between devices")
             for rank in range(devices):
                 log = open(logs / f"device{rank}.log", "w")  # noqa: SIM115 - closed below
                 device_logs.append(log)
                 procs.append(subprocess.Popen(
                     [*me, "device", "--config", str(config), "--rank", str(rank),
-                     "--server", f"127.0.0.1:{port}", *device_tls],
+                     "--server", f"127.0.0.1:{port}", *device_args],
                     stdout=log, stderr=subprocess.STDOUT, text=True, env=env))
             for proc in [*procs, srv]:
                 left = max(deadline - time.monotonic(), 1.0)

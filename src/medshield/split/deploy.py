@@ -11,20 +11,25 @@ between devices' turns, as in vanilla split learning) crosses the network:
   classifier on its shard and pixel-attacks and down-samples its images before training
   (PGSL's device side; the label is never used, as at inference).
 
-By hand, in separate terminals (add ``--ca/--cert/--key`` on every party for mutual TLS)::
+By hand, in separate terminals (add ``--ca/--cert/--key`` on every party for mutual TLS, and
+``--handoff-key`` on every device so that the device half passes through the server
+encrypted; ``medshield split keygen --out handoff.key`` makes one)::
 
     medshield split serve --config run.json --port 9300 --out runs/split-server
     medshield split device --config run.json --rank 0 --server 127.0.0.1:9300
     medshield split device --config run.json --rank 1 --server 127.0.0.1:9300
 
-or all of them on loopback, with a throw-away CA when ``--tls``::
+or all of them on loopback, with a throw-away CA when ``--tls`` and a fresh hand-off key when
+``--seal-handoff``::
 
-    medshield split local --defence pgsl --devices 2 --tls --out runs/split-local
+    medshield split local --defence pgsl --devices 2 --tls --seal-handoff --out runs/split-local
 
 The server writes ``OUT/history.json`` (losses, per-device test accuracy, bytes and rounds
 per link) and ``OUT/server_head.pt``. Threat model: ``docs/threat-models.md`` (row
 "PGSL / split learning"); the server is the adversary PGSL defends against, so TLS protects
-the links from eavesdroppers, not the activations from the server.
+the links from eavesdroppers, not the activations from the server; the sealed hand-off keeps
+the device half's weights from the server (which could otherwise invert the activations
+through them), not the activations themselves.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from torch import Tensor, nn
 
 from medshield.data import DataError, load_dataset
 from medshield.split.device import SplitDevice
+from medshield.split.handoff import HandoffSeal
 from medshield.split.protocol import ClassifierHead, SplitHistory
 from medshield.split.runner import device_tcp, serve_tcp
 from medshield.split.server import SplitServer
@@ -232,15 +238,22 @@ def run_server(cfg: DeployConfig, listener: TcpListener, out: str | Path, *,
                                "rounds_total": history.rounds_total(),
                                "tls": listener.ssl_context is not None}
     (out / "history.json").write_text(json.dumps(summary, indent=2))
+    if not history.sealed_handoff:
+        (out / "device_half.pt").parent.mkdir(parents=True, exist_ok=True)
+        torch.save(history.device_state, out / "device_half.pt")
     torch.save(server.head.state_dict(), out / "server_head.pt")
     return history
 
 
 def run_device(cfg: DeployConfig, rank: int, host: str, port: int, *,
                ssl_context: ssl.SSLContext | None = None, timeout: float | None = 120.0,
-               turn_timeout: float | None = 3600.0, device: str | None = None) -> dict[str, Any]:
+               turn_timeout: float | None = 3600.0, device: str | None = None,
+               handoff_seal: HandoffSeal | None = None) -> dict[str, Any]:
     """Device ``rank``: pre-process its shard, connect to the server, train its turns, and
-    evaluate its test shard when asked. Returns its report as a dict."""
+    evaluate its test shard when asked. Returns its report as a dict.
+
+    ``handoff_seal`` (the devices' shared :class:`~medshield.split.handoff.HandoffSeal`):
+    the device half then passes through the server encrypted."""
     x_tr, y_tr, x_te, y_te, k = device_shard(cfg, rank)
     t_tr, t_te = _device_inputs(cfg, x_tr, y_tr, x_te, k)
     device_half, _ = build_halves(cfg, tuple(x_tr.shape[1:]), k)  # type: ignore[arg-type]
@@ -249,7 +262,7 @@ def run_device(cfg: DeployConfig, rank: int, host: str, port: int, *,
                                          batch_size=cfg.batch_size, shuffle=True, generator=g)
     test = list(zip(t_te.split(256), y_te.split(256), strict=True))
     party = SplitDevice(device_half, loader, eval_data=test, optimizer="adam", lr=cfg.lr,
-                        device=device)
+                        device=device, handoff_seal=handoff_seal)
     report = device_tcp(party, host, port, rank=rank, ssl_context=ssl_context,
                         connect_timeout=30.0, timeout=timeout, turn_timeout=turn_timeout)
     return report.as_dict()

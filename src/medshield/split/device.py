@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from medshield.runtime import get_device
+from medshield.split.handoff import HandoffSeal
 from medshield.split.protocol import (
     DeviceReport,
     OptimizerSpec,
@@ -63,6 +64,10 @@ class SplitDevice:
         Optional :data:`Regularizer` on ``(raw x, act)``, added to the device's loss.
     device
         Torch device of the device half (default: CUDA when present).
+    handoff_seal
+        A :class:`~medshield.split.handoff.HandoffSeal` shared by all devices: the device half
+        then travels through the server encrypted and authenticated, so the server cannot
+        invert activations through it (every device needs the same key; the server none).
     """
 
     def __init__(
@@ -76,8 +81,10 @@ class SplitDevice:
         transform: Transform | None = None,
         regularizer: Regularizer | None = None,
         device: str | torch.device | None = None,
+        handoff_seal: HandoffSeal | None = None,
     ) -> None:
         self.device = get_device(device)
+        self.handoff_seal = handoff_seal
         self.model = model.to(self.device)
         self.train_data = train_data
         self.eval_data = eval_data
@@ -87,16 +94,26 @@ class SplitDevice:
 
     # ------------------------------------------------------------------ state hand-off
     def state(self) -> dict[str, Any]:
-        """The device half's weights and optimizer state (what the next device continues from)."""
-        return {
+        """The device half's weights and optimizer state (what the next device continues from);
+        sealed (``{"sealed": bytes, "counter": k}``) when the device holds a hand-off seal."""
+        plain = {
             "model": state_to_cpu(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
         }
+        if self.handoff_seal is None:
+            return plain
+        return self.handoff_seal.seal(plain, self.handoff_seal.highest_seen + 1)
 
     def load_state(self, state: dict[str, Any] | None) -> None:
         """Continue from another device's :meth:`state` (``None``: keep the current one)."""
         if state is None:
             return
+        if self.handoff_seal is not None:
+            state, _ = self.handoff_seal.open(state)
+        elif "sealed" in state:
+            raise SplitProtocolError(
+                "the server relayed a sealed hand-off but this device holds no hand-off key; "
+                "give it the key file the other devices use")
         self.model.load_state_dict(state["model"])
         if state.get("optimizer") is not None:
             self.optimizer.load_state_dict(state["optimizer"])

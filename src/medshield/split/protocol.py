@@ -156,7 +156,10 @@ class SplitHistory:
     ----------
     train_loss, train_accuracy : per epoch (over all devices' batches)
     eval_accuracy : per device rank, after training (``None`` if not evaluated)
-    device_state : the last device-half ``state_dict`` handed back (the trained device half)
+    device_state : the last device-half ``state_dict`` handed back (the trained device half;
+        ``None`` when the devices seal the hand-off)
+    sealed_handoff : whether the devices sealed the hand-off (the server never held the
+        device half's weights)
     channels : per device rank, the server end's channel counters
     seconds : wall time of the run
     """
@@ -168,6 +171,7 @@ class SplitHistory:
     channels: dict[int, dict[str, int]] = field(default_factory=dict)
     samples: int = 0
     seconds: float = 0.0
+    sealed_handoff: bool = False
 
     def bytes_total(self) -> int:
         """Bytes sent in both directions over all device channels."""
@@ -185,6 +189,7 @@ class SplitHistory:
             "channels": {str(k): v for k, v in self.channels.items()},
             "samples": self.samples,
             "seconds": self.seconds,
+            "sealed_handoff": self.sealed_handoff,
         }
 
 

@@ -129,7 +129,9 @@ class SplitServer:
         for rank in order:
             ranked[rank].send({"op": "stop"})
             history.channels[rank] = ranked[rank].stats.as_dict()
-        history.device_state = None if handoff is None else handoff["model"]
+        # a sealed hand-off (HandoffSeal) is opaque to the server: it keeps no device half
+        history.sealed_handoff = handoff is not None and "sealed" in handoff
+        history.device_state = None if handoff is None else handoff.get("model")
         history.seconds = time.perf_counter() - t0
         return history
 

@@ -301,7 +301,10 @@ def _run_pgsl(opts: RunOptions, frontier: bool) -> ResultsFile:
                      "test images with a decoder trained on auxiliary images. 'defence-aware' "
                      "rows train the decoder on defended activations. 'rMLE (white-box)' (He "
                      "et al. 2019, not in the paper) inverts the activations through the device "
-                     "half's weights, which the server relays between devices' turns. 'Ours "
+                     "half's weights, which the server relays between devices' turns (in clear, "
+                     "as in vanilla split learning; with a sealed hand-off, "
+                     "medshield.split.HandoffSeal, the server holds no weights and these rows do "
+                     "not apply). 'Ours "
                      "(X)' applies PGSL's "
                      "recovery (mu = 0.55) to the reconstruction of 'JSMA + X'."),
         Section(title="PGSL: recognition accuracy (Table II)", tables=["table2_accuracy"],

@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medshield.data import DataError, load_dataset
 from medshield.defenses.activation_noise import ActivationNoise
 from medshield.defenses.nopeek import NoPeek
 from medshield.defenses.pgsl import PGSLHead, PGSLTransform, downsample, pgsl_network
+from medshield.defenses.pgsl.saliency import fit_surrogate
 from medshield.experiments.base import RunOptions
-from medshield.models import PGSLCNN, LeNet5, cut_model
+from medshield.models import PGSLCNN, cut_model
 from medshield.runtime import data_dir
 from medshield.split import SplitDevice, SplitRun, SplitServer, run_in_process
 from medshield.split.protocol import ClassifierHead
@@ -227,22 +227,13 @@ def clean_input(x: Tensor) -> Tensor:
 
 def train_surrogate(data: ImageData, cfg: PGSLSettings, seed: int,
                     device: torch.device) -> nn.Module:
-    """The device's own small classifier of raw images (LeNet-5) for PGSL's pixel attack."""
-    c, h, _ = data.image_shape
-    model = LeNet5(num_classes=data.num_classes, in_channels=c, input_size=h, seed=seed).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
+    """The device's own small classifier of raw images (LeNet-5) for PGSL's pixel attack
+    (:func:`~medshield.defenses.pgsl.saliency.fit_surrogate`; a small set trains up to three
+    times the epochs)."""
     scale = max(1, min(3, round(cfg.n_train / max(len(data.x_train), 1))))
-    for _ in range(cfg.surrogate_epochs * scale):
-        perm = torch.randperm(len(data.x_train), generator=g)
-        for i in range(0, len(perm), cfg.batch_size):
-            idx = perm[i : i + cfg.batch_size]
-            loss = F.cross_entropy(model(data.x_train[idx].to(device)), data.y_train[idx].to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+    return fit_surrogate(data.x_train, data.y_train, num_classes=data.num_classes,
+                         epochs=cfg.surrogate_epochs * scale, batch_size=cfg.batch_size,
+                         seed=seed, device=device)
 
 
 class FusedPath(nn.Module):

@@ -176,24 +176,15 @@ def _device_inputs(cfg: DeployConfig, x_train: Tensor, y_train: Tensor, x_test: 
     """The device's one-off pre-processing: PGSL's pixel attack, saliency map and
     down-sampling (with its own surrogate, trained on its shard), or the clean down-sampling."""
     from medshield.defenses.pgsl import PGSLTransform, downsample
+    from medshield.defenses.pgsl.saliency import fit_surrogate
 
     if cfg.defence == "none":
         return (downsample(x_train, torch.zeros_like(x_train[:, :1])),
                 downsample(x_test, torch.zeros_like(x_test[:, :1])))
-    from medshield.models import LeNet5
-
-    c, h, _ = x_train.shape[1:]
-    surrogate = LeNet5(num_classes=num_classes, in_channels=c, input_size=h, seed=cfg.seed)
-    opt = torch.optim.Adam(surrogate.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(cfg.seed)
-    surrogate.train()
-    for _ in range(cfg.surrogate_epochs):
-        for idx in torch.randperm(len(x_train), generator=g).split(cfg.batch_size):
-            loss = nn.functional.cross_entropy(surrogate(x_train[idx]), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    transform = PGSLTransform(surrogate.eval(), max_pixels=cfg.max_pixels)
+    surrogate = fit_surrogate(x_train, y_train, num_classes=num_classes,
+                              epochs=cfg.surrogate_epochs, batch_size=cfg.batch_size,
+                              seed=cfg.seed)
+    transform = PGSLTransform(surrogate, max_pixels=cfg.max_pixels)
 
     def attack(x: Tensor) -> Tensor:  # no label, as at inference
         return torch.cat([transform(part, None) for part in x.split(256)])

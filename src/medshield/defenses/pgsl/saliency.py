@@ -58,6 +58,32 @@ def saliency_map(
     return smap.detach()
 
 
+def fit_surrogate(x: Tensor, y: Tensor, *, num_classes: int, epochs: int, batch_size: int = 64,
+                  lr: float = 2e-3, seed: int = 0,
+                  device: torch.device | str | None = None) -> nn.Module:
+    """The device's own classifier of its raw images ``(N, C, H, W)`` (LeNet-5, Adam), which
+    PGSL's pixel attack and saliency map differentiate; returned in eval mode.
+
+    Trained on the device, on the device's data only: nothing of it leaves the device.
+    """
+    from medshield.models import LeNet5
+
+    c, h, _ = x.shape[1:]
+    model = LeNet5(num_classes=num_classes, in_channels=c, input_size=h, seed=seed)
+    model = model.to(device) if device is not None else model
+    dev = next(model.parameters()).device
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(batch_size):
+            loss = nn.functional.cross_entropy(model(x[idx].to(dev)), y[idx].to(dev))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
 @DEFENSES.register("pgsl", aliases=("proximal-gradient-split-learning",))
 class PGSLTransform:
     """The device side of PGSL: pixel attack, saliency map, reversible down-sampling.

@@ -7,6 +7,8 @@
   devices with a :class:`HandoffSeal`, the server relays them without being able to read them).
 * :func:`run_in_process` (threads + :class:`~medshield.transport.InProcessChannel`),
   :func:`serve_tcp` / :func:`device_tcp` (separate processes over TCP).
+* :class:`SplitInterrupted`: a device's link failed mid-run; it carries the server's state
+  after the last completed epoch, which :meth:`SplitServer.run` resumes from.
 
 The wire protocol and the threat model are described in :mod:`medshield.split.protocol`;
 PGSL (:mod:`medshield.defenses.pgsl`) plugs in as a device transform and a server head.
@@ -26,7 +28,7 @@ from medshield.split.protocol import (
     make_optimizer,
 )
 from medshield.split.runner import SplitRun, device_tcp, run_in_process, serve_tcp
-from medshield.split.server import SplitServer
+from medshield.split.server import SplitInterrupted, SplitServer
 
 __all__ = [
     "SplitDevice",
@@ -39,6 +41,7 @@ __all__ = [
     "ServerHead",
     "ClassifierHead",
     "SplitProtocolError",
+    "SplitInterrupted",
     "Transform",
     "Regularizer",
     "OPS",

@@ -68,8 +68,12 @@ def serve_cmd(
         "runs/split-server"),
     ca: Ca = None, cert: Cert = None, key: Key = None,
     accept_timeout: Annotated[float, typer.Option(help="Seconds to wait for the devices.")] = 300.0,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue an interrupted run from the resume.pt it wrote to its --out.")] = None,
 ) -> None:
-    """Run the server: wait for the devices, train, evaluate, write OUT/history.json."""
+    """Run the server: wait for the devices, train, evaluate, write OUT/history.json.
+
+    If a device drops out mid-run the server writes OUT/resume.pt and says how to resume."""
     from medshield.split.deploy import run_server, tls_contexts
     from medshield.split.protocol import SplitProtocolError
     from medshield.transport import TcpListener, TransportError
@@ -80,7 +84,8 @@ def serve_cmd(
         with TcpListener(host, port, ctx) as listener:
             typer.echo(f"PORT {listener.port}", err=False)
             sys.stdout.flush()
-            history = run_server(cfg, listener, out, accept_timeout=accept_timeout)
+            history = run_server(cfg, listener, out, accept_timeout=accept_timeout,
+                                 resume=resume)
     except (ValueError, TransportError, SplitProtocolError) as exc:
         raise _fail(str(exc)) from None
     acc = {k: v for k, v in history.eval_accuracy.items()}
@@ -162,6 +167,7 @@ def local_cmd(
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     config = cfg.save(out / "run.json")
+    (out / "resume.pt").unlink(missing_ok=True)  # a fresh run: an older run's checkpoint goes
     server_tls: list[str] = []
     device_args: list[str] = []
     if tls:
@@ -221,7 +227,10 @@ def local_cmd(
     if srv.returncode != 0:
         bad.append("the server")
     if bad:
-        raise _fail(f"{', '.join(bad)} failed; see the logs in {logs}")
+        kept = out / "resume.pt"
+        hint = (f"; the server kept its last completed epoch in {kept} (medshield split serve "
+                f"--config {config} --resume {kept})" if kept.exists() else "")
+        raise _fail(f"{', '.join(bad)} failed; see the logs in {logs}{hint}")
     summary = json.loads((out / "history.json").read_text())
     acc = summary["eval_accuracy"]
     typer.echo(f"test accuracy per device: {acc}; {summary['bytes_total']} bytes and "

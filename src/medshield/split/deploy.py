@@ -25,7 +25,10 @@ or all of them on loopback, with a throw-away CA when ``--tls`` and a fresh hand
     medshield split local --defence pgsl --devices 2 --tls --seal-handoff --out runs/split-local
 
 The server writes ``OUT/history.json`` (losses, per-device test accuracy, bytes and rounds
-per link) and ``OUT/server_head.pt``. Threat model: ``docs/threat-models.md`` (row
+per link) and ``OUT/server_head.pt``. If a device disconnects, times out or breaks the protocol
+mid-run, the server writes ``OUT/resume.pt`` (its state after the last completed epoch, with
+the configuration it belongs to) and exits with an error that says so; restarting the server
+with ``--resume OUT/resume.pt`` and the devices as before trains the remaining epochs. Threat model: ``docs/threat-models.md`` (row
 "PGSL / split learning"); the server is the adversary PGSL defends against, so TLS protects
 the links from eavesdroppers, not the activations from the server; the sealed hand-off keeps
 the device half's weights from the server (which could otherwise invert the activations
@@ -38,6 +41,7 @@ import copy
 import dataclasses
 import json
 import ssl
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,12 +55,15 @@ from medshield.split.device import SplitDevice
 from medshield.split.handoff import HandoffSeal
 from medshield.split.protocol import ClassifierHead, SplitHistory
 from medshield.split.runner import device_tcp, serve_tcp
-from medshield.split.server import SplitServer
+from medshield.split.server import SplitInterrupted, SplitServer
 from medshield.transport import TcpListener
 from medshield.transport.tls import client_context, server_context
 
 __all__ = ["DeployConfig", "run_server", "run_device", "device_shard", "build_halves",
-           "tls_contexts"]
+           "tls_contexts", "load_resume", "RESUME_FILE"]
+
+#: What the server writes to its output directory when a run is interrupted.
+RESUME_FILE = "resume.pt"
 
 Defence = Literal["none", "pgsl"]
 
@@ -206,11 +213,44 @@ def tls_contexts(ca: str | Path | None, cert: str | Path | None, key: str | Path
     return client_context(ca, cert=cert, key=key)  # type: ignore[arg-type]
 
 
+def load_resume(path: str | Path, cfg: DeployConfig) -> dict[str, Any]:
+    """The server checkpoint at ``path`` (a ``resume.pt`` written by :func:`run_server`),
+    checked to belong to the run configured by ``cfg``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}; --resume takes the resume.pt that an "
+                         "interrupted `medshield split serve` wrote to its --out directory")
+    try:
+        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol
+            warnings.simplefilter("ignore", UserWarning)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"{path} is not a readable split-learning checkpoint "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                         "); it may be truncated or from another program") from None
+    if not isinstance(saved, dict) or "server" not in saved or "config" not in saved:
+        raise ValueError(f"{path} is not a split-learning checkpoint written by "
+                         "`medshield split serve`")
+    now = asdict(cfg)
+    # more (or as many) epochs may be asked for; anything else must be the interrupted run's
+    changed = sorted(k for k in set(saved["config"]) | set(now)
+                     if k != "epochs" and saved["config"].get(k) != now.get(k))
+    if changed:
+        raise ValueError(f"{path} belongs to another run configuration (differs in "
+                         f"{', '.join(changed)}); resume with the run.json of the interrupted "
+                         "run")
+    return saved["server"]  # type: ignore[no-any-return]
+
+
 def run_server(cfg: DeployConfig, listener: TcpListener, out: str | Path, *,
                accept_timeout: float | None = 120.0, timeout: float | None = 120.0,
-               device: str | None = None) -> SplitHistory:
+               device: str | None = None, resume: str | Path | None = None) -> SplitHistory:
     """Serve one deployment on ``listener``: wait for ``cfg.devices`` devices, train, ask each
-    to evaluate its test shard, write ``OUT/history.json`` and ``OUT/server_head.pt``."""
+    to evaluate its test shard, write ``OUT/history.json`` and ``OUT/server_head.pt``.
+
+    If a device's link fails mid-run, write ``OUT/resume.pt`` (the state after the last
+    completed epoch) and raise :class:`~medshield.split.server.SplitInterrupted` saying so;
+    ``resume`` (that file) continues such a run."""
     try:
         info = load_dataset(cfg.dataset, root=cfg.data_root, seed=cfg.seed).info
     except DataError as exc:
@@ -220,17 +260,32 @@ def run_server(cfg: DeployConfig, listener: TcpListener, out: str | Path, *,
                          f"has samples of shape {info.shape}")
     _, head = build_halves(cfg, info.shape, info.num_classes)  # type: ignore[arg-type]
     server = SplitServer(head, optimizer="adam", lr=cfg.lr, device=device)
-    history = serve_tcp(server, listener, devices=cfg.devices, epochs=cfg.epochs,
-                        accept_timeout=accept_timeout, timeout=timeout)
+    checkpoint = None if resume is None else load_resume(resume, cfg)
     out = Path(out)
+    try:
+        history = serve_tcp(server, listener, devices=cfg.devices, epochs=cfg.epochs,
+                            accept_timeout=accept_timeout, timeout=timeout, resume=checkpoint)
+    except SplitInterrupted as exc:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / RESUME_FILE
+        tmp = path.with_suffix(".tmp")
+        torch.save({"config": asdict(cfg), "server": exc.checkpoint}, tmp)
+        tmp.replace(path)  # never a half-written checkpoint
+        done = exc.checkpoint["epochs_done"]
+        raise SplitInterrupted(
+            f"{exc}. Saved to {path} ({done} of {cfg.epochs} epochs); restart the server with "
+            f"`medshield split serve --config RUN.json --resume {path}` and the devices as "
+            "before to train the rest", rank=exc.rank, epoch=exc.epoch,
+            checkpoint=exc.checkpoint) from exc.__cause__
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"config": asdict(cfg), **history.as_dict(),
                                "bytes_total": history.bytes_total(),
                                "rounds_total": history.rounds_total(),
-                               "tls": listener.ssl_context is not None}
+                               "tls": listener.ssl_context is not None,
+                               "resumed_from_epoch": (None if checkpoint is None
+                                                      else checkpoint["epochs_done"])}
     (out / "history.json").write_text(json.dumps(summary, indent=2))
     if not history.sealed_handoff:
-        (out / "device_half.pt").parent.mkdir(parents=True, exist_ok=True)
         torch.save(history.device_state, out / "device_half.pt")
     torch.save(server.head.state_dict(), out / "server_head.pt")
     return history

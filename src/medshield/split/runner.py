@@ -25,6 +25,7 @@ import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from medshield.split.device import SplitDevice
 from medshield.split.protocol import DeviceReport, SplitHistory
@@ -55,6 +56,7 @@ def run_in_process(
     epochs: int,
     evaluate: bool = True,
     timeout: float | None = 60.0,
+    resume: dict[str, Any] | None = None,
 ) -> SplitRun:
     """Run the server in this thread and each device in its own thread, over in-process channels.
 
@@ -65,7 +67,7 @@ def run_in_process(
     ----------
     server, devices
         The parties; device ``k`` gets rank ``k`` (the turn order).
-    epochs, evaluate, timeout
+    epochs, evaluate, timeout, resume
         See :meth:`SplitServer.run`.
     """
     if not devices:
@@ -89,7 +91,8 @@ def run_in_process(
         t.start()
     try:
         history = server.run(
-            [srv_end for srv_end, _ in pairs], epochs=epochs, evaluate=evaluate, timeout=timeout
+            [srv_end for srv_end, _ in pairs], epochs=epochs, evaluate=evaluate,
+            timeout=timeout, resume=resume,
         )
     except BaseException:
         if errors:
@@ -116,8 +119,10 @@ def serve_tcp(
     evaluate: bool = True,
     accept_timeout: float | None = 60.0,
     timeout: float | None = 60.0,
+    resume: dict[str, Any] | None = None,
 ) -> SplitHistory:
-    """Accept ``devices`` TCP connections on ``listener`` and run :meth:`SplitServer.run`.
+    """Accept ``devices`` TCP connections on ``listener`` and run :meth:`SplitServer.run`
+    (from a checkpoint with ``resume``).
 
     The channels are closed at the end (the listener stays open).
     """
@@ -125,7 +130,8 @@ def serve_tcp(
     try:
         for _ in range(devices):
             channels.append(listener.accept(timeout=accept_timeout))
-        return server.run(channels, epochs=epochs, evaluate=evaluate, timeout=timeout)
+        return server.run(channels, epochs=epochs, evaluate=evaluate, timeout=timeout,
+                          resume=resume)
     finally:
         for ch in channels:
             ch.close()

@@ -18,10 +18,38 @@ from medshield.split.protocol import (
     batch_correct,
     expect,
     make_optimizer,
+    state_to_cpu,
 )
 from medshield.transport.base import Channel
+from medshield.transport.errors import TransportError
 
-__all__ = ["SplitServer"]
+__all__ = ["SplitServer", "SplitInterrupted", "CHECKPOINT_FORMAT"]
+
+#: ``"format"`` of :meth:`SplitServer.checkpoint`'s dict (checked on resume).
+CHECKPOINT_FORMAT = "medshield-split-resume/1"
+
+
+class SplitInterrupted(SplitProtocolError):
+    """A device disconnected, timed out or broke the protocol in the middle of a run.
+
+    Nothing trained before the last completed epoch is lost: :attr:`checkpoint` is the
+    server's state at that epoch boundary (:meth:`SplitServer.checkpoint`), which
+    :meth:`SplitServer.run` continues from with ``resume=``. The interrupted epoch's partial
+    updates are dropped, so a resumed run trains exactly the epochs an uninterrupted one does.
+
+    Attributes
+    ----------
+    rank : the device whose link failed (``None`` when it is not known)
+    epoch : the 1-based epoch that was interrupted (``epochs + 1``: during the evaluation)
+    checkpoint : the server's state after ``checkpoint["epochs_done"]`` epochs
+    """
+
+    def __init__(self, message: str, *, rank: int | None, epoch: int,
+                 checkpoint: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.rank = rank
+        self.epoch = epoch
+        self.checkpoint = checkpoint
 
 
 class SplitServer:
@@ -65,11 +93,17 @@ class SplitServer:
         epochs: int,
         evaluate: bool = True,
         timeout: float | None = 60.0,
+        resume: dict[str, Any] | None = None,
     ) -> SplitHistory:
         """Train with the devices behind ``channels`` for ``epochs`` rounds of turns.
 
         Each device first sends ``{"op": "hello", "rank": k}``; turns follow the ranks (so the
         order does not depend on which device connected first).
+
+        If a device's link fails (it disconnects, times out, or sends a message the protocol
+        does not allow) the run stops with :class:`SplitInterrupted`, whose ``checkpoint`` is
+        the state after the last completed epoch; pass it back as ``resume`` (with the devices
+        reconnected) to train the remaining epochs.
 
         Parameters
         ----------
@@ -82,6 +116,10 @@ class SplitServer:
         timeout
             Seconds to wait for any single device message (a device's whole turn is many
             messages, each bounded by this).
+        resume
+            A :meth:`checkpoint` (e.g. :attr:`SplitInterrupted.checkpoint`): restore the server
+            half, its optimizer, the device-half hand-off and the history, and train epochs
+            ``checkpoint["epochs_done"] + 1 .. epochs``.
 
         Returns
         -------
@@ -105,27 +143,39 @@ class SplitServer:
         order = sorted(ranked)
         history = SplitHistory()
         handoff: dict[str, Any] | None = None
-        for _ in range(epochs):
+        start = 0
+        if resume is not None:
+            start, handoff = self._restore(resume, history, epochs)
+        saved = self.checkpoint(start, handoff, history)
+        for epoch in range(start, epochs):
             loss_sum, correct, seen = 0.0, 0, 0
             for rank in order:
                 ch = ranked[rank]
-                ch.send({"op": "turn", "state": handoff})
-                while True:
-                    msg = ch.recv(timeout=timeout)
-                    op = expect(msg, ("forward", "end_turn"), f"server (turn of device {rank})")
-                    if op == "end_turn":
-                        handoff = msg["state"]
-                        break
-                    loss, ok, n = self._train_batch(ch, msg, rank)
-                    loss_sum += loss * n
-                    correct += ok
-                    seen += n
+                try:
+                    ch.send({"op": "turn", "state": handoff})
+                    while True:
+                        msg = ch.recv(timeout=timeout)
+                        op = expect(msg, ("forward", "end_turn"),
+                                    f"server (turn of device {rank})")
+                        if op == "end_turn":
+                            handoff = msg["state"]
+                            break
+                        loss, ok, n = self._train_batch(ch, msg, rank)
+                        loss_sum += loss * n
+                        correct += ok
+                        seen += n
+                except (TransportError, SplitProtocolError) as exc:
+                    raise _interrupted(exc, rank, epoch + 1, epochs, saved) from exc
             history.train_loss.append(loss_sum / max(seen, 1))
             history.train_accuracy.append(correct / max(seen, 1))
             history.samples += seen
+            saved = self.checkpoint(epoch + 1, handoff, history)
         if evaluate:
             for rank in order:
-                history.eval_accuracy[rank] = self._evaluate(ranked[rank], handoff, timeout)
+                try:
+                    history.eval_accuracy[rank] = self._evaluate(ranked[rank], handoff, timeout)
+                except (TransportError, SplitProtocolError) as exc:
+                    raise _interrupted(exc, rank, epochs + 1, epochs, saved) from exc
         for rank in order:
             ranked[rank].send({"op": "stop"})
             history.channels[rank] = ranked[rank].stats.as_dict()
@@ -134,6 +184,51 @@ class SplitServer:
         history.device_state = None if handoff is None else handoff.get("model")
         history.seconds = time.perf_counter() - t0
         return history
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, epochs_done: int, handoff: dict[str, Any] | None,
+                   history: SplitHistory) -> dict[str, Any]:
+        """The server's state at an epoch boundary, as plain CPU tensors and Python values.
+
+        Holds the server half and its optimizer, the device-half hand-off as the server
+        received it (sealed when the devices seal it: the server still cannot read it) and the
+        per-epoch history. ``torch.save`` it; :meth:`run` continues from it with ``resume=``.
+        """
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epochs_done": int(epochs_done),
+            "head": state_to_cpu(self.head.state_dict()),
+            "optimizer": state_to_cpu(self.optimizer.state_dict()),
+            "handoff": handoff,
+            "history": {"train_loss": list(history.train_loss),
+                        "train_accuracy": list(history.train_accuracy),
+                        "samples": int(history.samples)},
+        }
+
+    def _restore(self, ckpt: dict[str, Any], history: SplitHistory, epochs: int
+                 ) -> tuple[int, dict[str, Any] | None]:
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                "not a split-learning server checkpoint (expected format "
+                f"{CHECKPOINT_FORMAT!r}); resume from the resume.pt the server wrote when its "
+                "run was interrupted")
+        done = int(ckpt["epochs_done"])
+        if not 0 <= done <= epochs:
+            raise ValueError(f"the checkpoint holds {done} completed epochs, more than the "
+                             f"{epochs} asked for; ask for at least {done} epochs")
+        try:
+            self.head.load_state_dict(ckpt["head"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(
+                "the checkpoint was made for another server half "
+                f"({str(exc).splitlines()[0]}); resume with the configuration of the "
+                "interrupted run") from None
+        past = ckpt.get("history") or {}
+        history.train_loss = list(past.get("train_loss", []))
+        history.train_accuracy = list(past.get("train_accuracy", []))
+        history.samples = int(past.get("samples", 0))
+        return done, ckpt.get("handoff")
 
     def _train_batch(self, ch: Channel, msg: dict[str, Any], rank: int = 0
                      ) -> tuple[float, int, int]:
@@ -188,6 +283,17 @@ class SplitServer:
                     f"the server half cannot take: {str(exc).splitlines()[0]}"
                 ) from None
             ch.send({"op": "logits", "logits": logits})
+
+
+def _interrupted(exc: BaseException, rank: int, epoch: int, epochs: int,
+                 saved: dict[str, Any]) -> SplitInterrupted:
+    when = f"epoch {epoch} of {epochs}" if epoch <= epochs else "the final evaluation"
+    done = saved["epochs_done"]
+    return SplitInterrupted(
+        f"the link to device {rank} failed during {when} ({type(exc).__name__}: {exc}); the "
+        f"server's state after {done} completed epoch{'s' if done != 1 else ''} is kept "
+        "(SplitInterrupted.checkpoint) and a resumed run continues from it",
+        rank=rank, epoch=epoch, checkpoint=saved)
 
 
 def _tensor(msg: dict[str, Any], key: str, rank: int) -> torch.Tensor:

@@ -71,7 +71,7 @@ STRICT_PEER = ("plain split learning on PGSL's down-sampled layout (same model, 
 
 def _sizes(mode: str) -> dict[str, int]:
     # quick: 2 x 2048 / 64 = 64 steps, plain split learning about 0.9 accuracy (chance 0.1);
-    # 3.5 min wall in all on an idle 2-core machine (measured with both plain peers)
+    # 3.5 to 8 min wall in all on idle 2-core machines (two sessions' machines, both plain peers)
     if mode == "fast":
         return {"n_train": 128, "width": 8, "reps": 2, "epochs": 1, "reference_iters": 100}
     if mode == "quick":

@@ -28,6 +28,8 @@ def _results() -> ResultsFile:
         figures=[
             FigureSpec(id="curve", kind="line", title="curve", series={"x": [0.1, 0.5, None, 0.9]}),
             FigureSpec(id="bars", kind="bar", title="bars", x=["a", "b"], series={"s": [1.0, 2.0]}),
+            FigureSpec(id="trade", kind="scatter", title="trade", x=[0.9, 0.5, None],
+                       series={"acc": [0.95, 0.8, 0.7]}, point_labels=["none", "noise", "x"]),
             FigureSpec(id="cm", kind="matrix", title="cm", matrix=[[3, 1], [0, 4]], x=["0", "1"]),
             FigureSpec(id="imgs", kind="images", title="imgs", images=[[[[0.0, 1.0], [1.0, 0.0]]]],
                        row_labels=["raw"]),
@@ -48,9 +50,9 @@ def test_results_roundtrip_tables_and_report(tmp_path: Path) -> None:
 
     html = build_report(tmp_path).read_text()
     assert "Toy section" in html and "Other results" in html  # unsectioned figures still shown
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
     assert "<td>0.97</td>" in html
-    for fid in ("curve", "bars", "cm", "imgs"):
+    for fid in ("curve", "bars", "trade", "cm", "imgs"):
         assert (tmp_path / "figures" / f"{fid}.png").stat().st_size > 1000
 
 
@@ -59,7 +61,8 @@ def test_merge_prefixes_tables_and_figures() -> None:
     whole.merge(_results(), prefix="toy_")
     assert list(whole.tables) == ["toy_acc"]
     assert whole.sections[0].tables == ["toy_acc"] and whole.sections[0].figures == ["toy_curve"]
-    assert {f.id for f in whole.figures} == {"toy_curve", "toy_bars", "toy_cm", "toy_imgs"}
+    assert {f.id for f in whole.figures} == {"toy_curve", "toy_bars", "toy_trade", "toy_cm",
+                                            "toy_imgs"}
 
 
 def test_bench_speedup_is_peer_over_ours(tmp_path: Path) -> None:

@@ -48,18 +48,21 @@ class FigureSpec(BaseModel):
     """Data for one plot, stored in ``results.json`` so figures are drawn from saved results.
 
     ``kind`` is ``"line"`` (``x`` and named ``series`` of y values), ``"bar"`` (``x`` labels,
-    ``series``), ``"matrix"`` (``matrix`` rows with ``x``/``y`` tick labels) or ``"images"``
-    (``images``: a list of rows, each a list of 2-D or CHW arrays in [0, 1], ``row_labels``).
+    ``series``), ``"scatter"`` (numeric ``x``, named ``series`` of y values, each point named by
+    ``point_labels``: a trade-off such as a privacy-utility frontier), ``"matrix"`` (``matrix``
+    rows with ``x``/``y`` tick labels) or ``"images"`` (``images``: a list of rows, each a list of
+    2-D or CHW arrays in [0, 1], ``row_labels``).
     """
 
     id: str
-    kind: Literal["line", "bar", "matrix", "images"]
+    kind: Literal["line", "bar", "scatter", "matrix", "images"]
     title: str
     x: list[Any] = Field(default_factory=list)
     series: dict[str, list[float | None]] = Field(default_factory=dict)
     matrix: list[list[float]] = Field(default_factory=list)
     images: list[list[Any]] = Field(default_factory=list)
     row_labels: list[str] = Field(default_factory=list)
+    point_labels: list[str] = Field(default_factory=list)
     xlabel: str = ""
     ylabel: str = ""
     y_labels: list[str] = Field(default_factory=list)

@@ -67,11 +67,12 @@ def frontier_part(part: dict[str, Any], opts: RunOptions, cfg: PGSLSettings) -> 
         rows.append(frontier_row(f"NoPeek alpha={weight}", model, part, cfg, opts))
     rows.append(frontier_row("PGSL", models["pgsl"], part, cfg, opts))
     fig = FigureSpec(
-        id="frontier", kind="bar", x=[r["defence"] for r in rows],
-        series={"task accuracy": [r["accuracy"] for r in rows],
-                "reconstruction SSIM (strongest attacker)": [r["ssim (strongest)"] for r in rows]},
-        title=f"{data.label}: privacy-utility frontier",
-        ylabel="accuracy (higher better), SSIM (lower better)",
+        id="frontier", kind="scatter", x=[r["ssim (strongest)"] for r in rows],
+        series={"defended pipeline": [r["accuracy"] for r in rows]},
+        point_labels=[r["defence"] for r in rows],
+        title=f"{data.label}: privacy-utility frontier (better: up and left)",
+        xlabel="reconstruction SSIM, strongest attacker (lower: more private)",
+        ylabel="task accuracy",
     )
     text = ("Task accuracy of each deployed pipeline (test images) against the SSIM of the "
             "best reconstruction of its activations; lower SSIM = more private. "

@@ -46,6 +46,21 @@ def _bar(spec: FigureSpec, ax: plt.Axes) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def _scatter(spec: FigureSpec, ax: plt.Axes) -> None:
+    for name, ys in spec.series.items():
+        pts = [(x, y, lab) for x, y, lab in zip(
+            spec.x, ys, spec.point_labels or [""] * len(ys), strict=False)
+            if x is not None and y is not None]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, label=name, zorder=3)
+        for x, y, lab in pts:
+            if lab:
+                ax.annotate(lab, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if len(spec.series) > 1:
+        ax.legend(fontsize=8)
+    ax.margins(0.15)
+    ax.grid(alpha=0.3)
+
+
 def _matrix(spec: FigureSpec, ax: plt.Axes) -> None:
     m = np.asarray(spec.matrix, dtype=float)
     im = ax.imshow(m, cmap="Blues")
@@ -89,7 +104,8 @@ def render_figure(spec: FigureSpec, path: str | Path) -> Path:
         fig = _images(spec)
     else:
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        {"line": _line, "bar": _bar, "matrix": _matrix}[spec.kind](spec, ax)
+        {"line": _line, "bar": _bar, "scatter": _scatter,
+         "matrix": _matrix}[spec.kind](spec, ax)
         ax.set_title(spec.title, fontsize=10)
         ax.set_xlabel(spec.xlabel)
         ax.set_ylabel(spec.ylabel)

@@ -181,6 +181,7 @@ def test_server_process_writes_resume_file_and_resumes_over_tcp(tmp_path: Path, 
     summary = json.loads((out / "history.json").read_text())
     assert summary["resumed_from_epoch"] == 1 and len(summary["train_loss"]) == 2
     assert summary["samples"] == 128 and set(summary["eval_accuracy"]) == {"0", "1"}
+    assert not resume.exists()  # the run it belonged to is complete
 
 
 def test_load_resume_errors_name_the_problem(tmp_path: Path):

@@ -85,7 +85,7 @@ def serve_cmd(
             typer.echo(f"PORT {listener.port}", err=False)
             sys.stdout.flush()
             history = run_server(cfg, listener, out, accept_timeout=accept_timeout,
-                                 resume=resume)
+                                 resume=resume, config_path=config)
     except (ValueError, TransportError, SplitProtocolError) as exc:
         raise _fail(str(exc)) from None
     acc = {k: v for k, v in history.eval_accuracy.items()}

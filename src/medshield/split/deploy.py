@@ -244,13 +244,15 @@ def load_resume(path: str | Path, cfg: DeployConfig) -> dict[str, Any]:
 
 def run_server(cfg: DeployConfig, listener: TcpListener, out: str | Path, *,
                accept_timeout: float | None = 120.0, timeout: float | None = 120.0,
-               device: str | None = None, resume: str | Path | None = None) -> SplitHistory:
+               device: str | None = None, resume: str | Path | None = None,
+               config_path: str | Path = "RUN.json") -> SplitHistory:
     """Serve one deployment on ``listener``: wait for ``cfg.devices`` devices, train, ask each
     to evaluate its test shard, write ``OUT/history.json`` and ``OUT/server_head.pt``.
 
     If a device's link fails mid-run, write ``OUT/resume.pt`` (the state after the last
     completed epoch) and raise :class:`~medshield.split.server.SplitInterrupted` saying so;
-    ``resume`` (that file) continues such a run."""
+    ``resume`` (that file) continues such a run; ``config_path`` names the run's ``run.json``
+    in that error's advice."""
     try:
         info = load_dataset(cfg.dataset, root=cfg.data_root, seed=cfg.seed).info
     except DataError as exc:
@@ -273,9 +275,9 @@ def run_server(cfg: DeployConfig, listener: TcpListener, out: str | Path, *,
         tmp.replace(path)  # never a half-written checkpoint
         done = exc.checkpoint["epochs_done"]
         raise SplitInterrupted(
-            f"{exc}. Saved to {path} ({done} of {cfg.epochs} epochs); restart the server with "
-            f"`medshield split serve --config RUN.json --resume {path}` and the devices as "
-            "before to train the rest", rank=exc.rank, epoch=exc.epoch,
+            f"{exc} in {path} ({done} of {cfg.epochs} epochs). Restart the server with "
+            f"`medshield split serve --config {config_path} --resume {path}` and the devices "
+            "as before to train the rest", rank=exc.rank, epoch=exc.epoch,
             checkpoint=exc.checkpoint) from exc.__cause__
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"config": asdict(cfg), **history.as_dict(),
@@ -288,6 +290,7 @@ def run_server(cfg: DeployConfig, listener: TcpListener, out: str | Path, *,
     if not history.sealed_handoff:
         torch.save(history.device_state, out / "device_half.pt")
     torch.save(server.head.state_dict(), out / "server_head.pt")
+    (out / RESUME_FILE).unlink(missing_ok=True)  # the run it would resume is complete
     return history
 
 

@@ -291,8 +291,8 @@ def _interrupted(exc: BaseException, rank: int, epoch: int, epochs: int,
     done = saved["epochs_done"]
     return SplitInterrupted(
         f"the link to device {rank} failed during {when} ({type(exc).__name__}: {exc}); the "
-        f"server's state after {done} completed epoch{'s' if done != 1 else ''} is kept "
-        "(SplitInterrupted.checkpoint) and a resumed run continues from it",
+        f"server's state after {done} completed epoch{'s' if done != 1 else ''} is kept for a "
+        "resumed run",
         rank=rank, epoch=epoch, checkpoint=saved)
 
 

@@ -136,10 +136,11 @@ def _evasion_rows(key: str, label: str, data: ImageData, cfg: PGSLSettings,
     n = cfg.n_attack_eval
     x, y = data.x_test[:n], data.y_test[:n]
     dev = next(surrogate.parameters()).device
-    transferred: dict[str, Any] = _evasion_attacks(surrogate, cfg, x[0].numel())
+    d = x[0].numel()
+    transferred: dict[str, Any] = _evasion_attacks(surrogate, cfg, d)
     transferred["JSMA"] = jsma_images[:n]  # the device's own pixel attack (PGSLTransform)
     pipeline = _SplitPipeline(vanilla).to(dev)
-    whitebox = _evasion_attacks(pipeline, cfg, x[0].numel())
+    whitebox = _evasion_attacks(pipeline, cfg, d)
 
     def accuracy_under(attack: Any) -> float:
         if isinstance(attack, torch.Tensor):

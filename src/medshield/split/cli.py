@@ -154,7 +154,7 @@ def local_cmd(
     timeout: Annotated[float, typer.Option(help="Seconds for the whole run.")] = 1800.0,
 ) -> None:
     """A server and DEVICES device processes on 127.0.0.1; logs in OUT/logs/."""
-    from medshield.split.deploy import DeployConfig
+    from medshield.split.deploy import RESUME_FILE, DeployConfig
 
     try:
         cfg = DeployConfig(defence=defence, dataset=dataset,  # type: ignore[arg-type]
@@ -167,7 +167,7 @@ def local_cmd(
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     config = cfg.save(out / "run.json")
-    (out / "resume.pt").unlink(missing_ok=True)  # a fresh run: an older run's checkpoint goes
+    (out / RESUME_FILE).unlink(missing_ok=True)  # a fresh run: an older run's checkpoint goes
     server_tls: list[str] = []
     device_args: list[str] = []
     if tls:
@@ -227,7 +227,7 @@ def local_cmd(
     if srv.returncode != 0:
         bad.append("the server")
     if bad:
-        kept = out / "resume.pt"
+        kept = out / RESUME_FILE
         hint = (f"; the server kept its last completed epoch in {kept} (medshield split serve "
                 f"--config {config} --resume {kept})" if kept.exists() else "")
         raise _fail(f"{', '.join(bad)} failed; see the logs in {logs}{hint}")

@@ -28,8 +28,9 @@ The server writes ``OUT/history.json`` (losses, per-device test accuracy, bytes 
 per link) and ``OUT/server_head.pt``. If a device disconnects, times out or breaks the protocol
 mid-run, the server writes ``OUT/resume.pt`` (its state after the last completed epoch, with
 the configuration it belongs to) and exits with an error that says so; restarting the server
-with ``--resume OUT/resume.pt`` and the devices as before trains the remaining epochs. Threat model: ``docs/threat-models.md`` (row
-"PGSL / split learning"); the server is the adversary PGSL defends against, so TLS protects
+with ``--resume OUT/resume.pt`` and the devices as before trains the remaining epochs.
+
+Threat model: ``docs/threat-models.md`` (row "PGSL / split learning"); the server is the adversary PGSL defends against, so TLS protects
 the links from eavesdroppers, not the activations from the server; the sealed hand-off keeps
 the device half's weights from the server (which could otherwise invert the activations
 through them), not the activations themselves.
@@ -41,7 +42,6 @@ import copy
 import dataclasses
 import json
 import ssl
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +56,7 @@ from medshield.split.handoff import HandoffSeal
 from medshield.split.protocol import ClassifierHead, SplitHistory
 from medshield.split.runner import device_tcp, serve_tcp
 from medshield.split.server import SplitInterrupted, SplitServer
+from medshield.training.checkpoint import CheckpointError, load_safe, save_atomic
 from medshield.transport import TcpListener
 from medshield.transport.tls import client_context, server_context
 
@@ -221,13 +222,9 @@ def load_resume(path: str | Path, cfg: DeployConfig) -> dict[str, Any]:
         raise ValueError(f"no checkpoint at {path}; --resume takes the resume.pt that an "
                          "interrupted `medshield split serve` wrote to its --out directory")
     try:
-        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol
-            warnings.simplefilter("ignore", UserWarning)
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"{path} is not a readable split-learning checkpoint "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                         "); it may be truncated or from another program") from None
+        saved = load_safe(path)
+    except CheckpointError as exc:
+        raise ValueError(f"{path} is not a readable split-learning checkpoint: {exc}") from None
     if not isinstance(saved, dict) or "server" not in saved or "config" not in saved:
         raise ValueError(f"{path} is not a split-learning checkpoint written by "
                          "`medshield split serve`")
@@ -268,11 +265,7 @@ def run_server(cfg: DeployConfig, listener: TcpListener, out: str | Path, *,
         history = serve_tcp(server, listener, devices=cfg.devices, epochs=cfg.epochs,
                             accept_timeout=accept_timeout, timeout=timeout, resume=checkpoint)
     except SplitInterrupted as exc:
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / RESUME_FILE
-        tmp = path.with_suffix(".tmp")
-        torch.save({"config": asdict(cfg), "server": exc.checkpoint}, tmp)
-        tmp.replace(path)  # never a half-written checkpoint
+        path = save_atomic({"config": asdict(cfg), "server": exc.checkpoint}, out / RESUME_FILE)
         done = exc.checkpoint["epochs_done"]
         raise SplitInterrupted(
             f"{exc} in {path} ({done} of {cfg.epochs} epochs). Restart the server with "

@@ -39,12 +39,12 @@ class SplitInterrupted(SplitProtocolError):
 
     Attributes
     ----------
-    rank : the device whose link failed (``None`` when it is not known)
+    rank : the device whose link failed
     epoch : the 1-based epoch that was interrupted (``epochs + 1``: during the evaluation)
     checkpoint : the server's state after ``checkpoint["epochs_done"]`` epochs
     """
 
-    def __init__(self, message: str, *, rank: int | None, epoch: int,
+    def __init__(self, message: str, *, rank: int, epoch: int,
                  checkpoint: dict[str, Any]) -> None:
         super().__init__(message)
         self.rank = rank

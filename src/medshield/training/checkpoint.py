@@ -22,6 +22,7 @@ import os
 import random
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ __all__ = [
     "set_rng_state",
     "save_checkpoint",
     "load_checkpoint",
+    "save_atomic",
+    "load_safe",
 ]
 
 FORMAT = "medshield.checkpoint"
@@ -178,8 +181,6 @@ def save_checkpoint(
     -------
     Path : the file written
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -190,6 +191,14 @@ def save_checkpoint(
         "rng": get_rng_state(),
         "extra": dict(extra or {}),
     }
+    return save_atomic(payload, path)
+
+
+def save_atomic(payload: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(payload)`` to ``path`` atomically: written to a temporary file beside it
+    and renamed, so a crash mid-write leaves the old file (or none), never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -199,6 +208,41 @@ def save_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def load_safe(path: str | os.PathLike[str], *,
+              map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never
+    arbitrary pickled objects.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file, if it does not exist, is truncated or corrupt, or holds objects that
+        are not plain tensors/containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; check the path or train without resume"
+        )
+    try:
+        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise CheckpointError(
+                f"checkpoint {path} contains Python objects ({found.group(1)}) other than "
+                "tensors and plain containers, which safe (weights_only) loading refuses; "
+                "re-save it with save_checkpoint, which stores only tensors and plain values"
+            ) from exc
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated and cannot be read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); delete it "
+            "and train again (or resume from an older copy)"
+        ) from exc
 
 
 def load_checkpoint(
@@ -219,25 +263,7 @@ def load_checkpoint(
         are not plain tensors/containers, or is not a medshield checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; check the path or train without resume"
-        )
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if found:
-            raise CheckpointError(
-                f"checkpoint {path} contains Python objects ({found.group(1)}) other than "
-                "tensors and plain containers, which safe (weights_only) loading refuses; "
-                "re-save it with save_checkpoint, which stores only tensors and plain values"
-            ) from exc
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated and cannot be read "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); delete it "
-            "and train again (or resume from an older copy)"
-        ) from exc
+    payload = load_safe(path, map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a medshield checkpoint (no 'format': {FORMAT!r} entry); "
